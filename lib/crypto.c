@@ -1,0 +1,2 @@
+/* crypto: implementation pending. */
+#include "lib/crypto.h"

@@ -1,0 +1,2 @@
+/* keysource: implementation pending. */
+#include "lib/keysource.h"

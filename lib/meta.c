@@ -1,0 +1,2 @@
+/* meta: implementation pending. */
+#include "lib/meta.h"

@@ -1,0 +1,2 @@
+/* object: implementation pending. */
+#include "lib/object.h"

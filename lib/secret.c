@@ -1,0 +1,2 @@
+/* secret: implementation pending. */
+#include "lib/secret.h"

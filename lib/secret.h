@@ -1,0 +1,32 @@
+/*
+ * Secret memory and process hardening. Every key lives in memory from secret_alloc():
+ * guard pages, mlock'd, excluded from core dumps, wiped on secret_free(). Stack copies of
+ * secrets are wiped with secret_wipe() at their last use.
+ */
+#ifndef VAULTFS_SECRET_H
+#define VAULTFS_SECRET_H
+
+#include <stddef.h>
+
+/* Initialise the crypto library; call once before any other secret_ or crypto_ call.
+ * Returns 0 or -errno. Safe to call more than once. */
+int secret_init(void) __attribute__((warn_unused_result));
+
+/* len bytes of locked, guarded memory, or NULL. Contents are undefined until written. */
+void *secret_alloc(size_t len);
+
+/* Wipe and release memory from secret_alloc(); NULL is ignored. */
+void secret_free(void *secret);
+
+/* Overwrite len bytes with zeros in a way the compiler cannot elide. */
+void secret_wipe(void *buf, size_t len);
+
+/* Constant-time comparison: 0 when the len bytes at a and b are equal, -1 otherwise. */
+int secret_compare(const void *a, const void *b, size_t len) __attribute__((warn_unused_result));
+
+/* Make this process unable to leak secrets by core dump or ptrace by an unprivileged
+ * peer: RLIMIT_CORE 0 and PR_SET_DUMPABLE 0. Call after any privilege change too.
+ * Returns 0 or -errno. */
+int secret_harden_process(void) __attribute__((warn_unused_result));
+
+#endif

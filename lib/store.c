@@ -1,0 +1,2 @@
+/* store: implementation pending. */
+#include "lib/store.h"

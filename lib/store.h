@@ -1,0 +1,92 @@
+/*
+ * The metadata store: a thin wrapper over one LMDB environment (<vault>/meta) with a
+ * fixed set of tables. It knows nothing of encryption: callers (meta.c) store only
+ * keyed hashes or ids as keys and sealed bytes as values. Only this module includes
+ * <lmdb.h>; LMDB errors become -errno (MDB_NOTFOUND -ENOENT, MDB_KEYEXIST -EEXIST,
+ * MDB_MAP_FULL -ENOSPC, corruption -EIO).
+ *
+ * Durability: commits do not fsync (MDB_NOSYNC); a killed process loses nothing that
+ * was committed, and store_sync() makes every commit so far durable against power loss.
+ *
+ * Threads: any number of read transactions at once from any threads; one write
+ * transaction at a time (store_txn_begin for writing blocks until the previous commits).
+ * A transaction is used by the thread that began it.
+ */
+#ifndef VAULTFS_STORE_H
+#define VAULTFS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Table names are on-disk format: never rename. */
+enum store_table {
+	STORE_META,     /* vault-level records */
+	STORE_INODES,   /* inode number -> sealed inode record */
+	STORE_DIRENTS,  /* dir hash || name hash -> sealed directory entry */
+	STORE_XATTRS,   /* inode number || name hash -> sealed extended attribute */
+	STORE_ORPHANS,  /* inode number -> empty: unlinked while open, reclaim at mount */
+	STORE_TABLE_COUNT,
+};
+
+struct store;
+struct store_txn;
+struct store_cursor;
+
+/* A byte range; from store_get/cursor it points into the map and is valid until the
+ * transaction ends or the next write in it. */
+struct store_slice {
+	const void *data;
+	size_t len;
+};
+
+#define STORE_CREATE 0x1    /* create the environment directory and tables */
+#define STORE_READ_ONLY 0x2
+
+/* Open the environment in directory dir. Returns 0, -ENOENT (no store there and no
+ * STORE_CREATE), -EACCES, -ENOMEM, -EIO (corrupt), -EROFS. */
+int store_open(struct store **out, const char *dir, unsigned flags)
+	__attribute__((warn_unused_result));
+/* Close; no transaction may be open. NULL is ignored. */
+void store_close(struct store *store);
+
+/* Make every committed transaction durable (fsync). Returns 0 or -errno. */
+int store_sync(struct store *store);
+
+int store_txn_begin(struct store *store, bool write, struct store_txn **out)
+	__attribute__((warn_unused_result));
+/* Commit and free the transaction, whatever the result. Returns 0, -ENOSPC, -EIO. */
+int store_txn_commit(struct store_txn *txn) __attribute__((warn_unused_result));
+/* Abort and free; NULL is ignored. */
+void store_txn_abort(struct store_txn *txn);
+
+/* Returns 0 (val filled), -ENOENT. */
+int store_get(struct store_txn *txn, enum store_table table, struct store_slice key,
+	      struct store_slice *val) __attribute__((warn_unused_result));
+
+#define STORE_NO_OVERWRITE 0x1
+/* Returns 0, -EEXIST (with STORE_NO_OVERWRITE), -ENOSPC, -EINVAL (key too long:
+ * keys are at most 511 bytes). */
+int store_put(struct store_txn *txn, enum store_table table, struct store_slice key,
+	      struct store_slice val, unsigned flags) __attribute__((warn_unused_result));
+/* Returns 0, -ENOENT. */
+int store_del(struct store_txn *txn, enum store_table table, struct store_slice key);
+
+/* Cursors walk a table in key order (bytewise). Closed before their transaction ends. */
+int store_cursor_open(struct store_txn *txn, enum store_table table, struct store_cursor **out)
+	__attribute__((warn_unused_result));
+void store_cursor_close(struct store_cursor *cursor);
+/* Position at the first key >= key (key.len 0: the first entry). Returns 0, -ENOENT past
+ * the end. */
+int store_cursor_seek(struct store_cursor *cursor, struct store_slice key,
+		      struct store_slice *key_out, struct store_slice *val_out);
+/* Advance. Returns 0, -ENOENT past the end. */
+int store_cursor_next(struct store_cursor *cursor, struct store_slice *key_out,
+		      struct store_slice *val_out);
+/* Delete the entry under the cursor; the next store_cursor_next() returns the one after. */
+int store_cursor_del(struct store_cursor *cursor);
+
+/* Number of entries in a table. */
+int store_count(struct store_txn *txn, enum store_table table, size_t *count)
+	__attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,2 @@
+/* vault: implementation pending. */
+#include "lib/vault.h"

@@ -1,0 +1,99 @@
+/*
+ * A vault directory on disk and the open handle on it:
+ *
+ *   <vault>/vaultfs.header   VAULT_HEADER_LEN bytes (see vault_header_encode)
+ *   <vault>/meta/            LMDB environment (store.h, meta.h)
+ *   <vault>/objects/xx/<id>  ciphertext objects (object.h); xx = first byte of id in hex
+ *
+ * The header is readable without a key (format version, cipher, vault id, creation time)
+ * and carries a key check (PRF of the version-1 DEK) so a wrong key is refused before any
+ * data is touched, and a MAC under the same key so a tampered header is refused too.
+ */
+#ifndef VAULTFS_VAULT_H
+#define VAULTFS_VAULT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lib/crypto.h"
+#include "lib/object.h"
+
+struct keysource;
+struct meta;
+struct store;
+
+#define VAULT_FORMAT_VERSION 1
+#define VAULT_HEADER_LEN 128
+#define VAULT_HEADER_FILE "vaultfs.header"
+#define VAULT_META_DIR "meta"
+#define VAULT_OBJECTS_DIR "objects"
+#define VAULT_CHECK_LEN 32
+
+#define VAULT_FLAG_EPHEMERAL 0x1
+
+struct vault_header {
+	uint32_t format_version;
+	uint32_t cipher;                 /* enum crypto_cipher */
+	uint32_t flags;                  /* VAULT_FLAG_* */
+	uint64_t created;                /* seconds since the epoch, UTC */
+	uint8_t vault_id[VAULT_ID_LEN];
+	uint8_t key_check[VAULT_CHECK_LEN];
+	uint8_t mac[VAULT_CHECK_LEN];
+};
+
+/* Little-endian layout: magic "VAULTFS\0"(8), format_version, cipher, flags (u32),
+ * created (u64), vault_id(16), 36 reserved zero bytes, key_check(32), mac(32) over all
+ * bytes before it. */
+void vault_header_encode(uint8_t out[VAULT_HEADER_LEN], const struct vault_header *header);
+/* Returns 0, -EBADMSG (not a vault header), -EPROTONOSUPPORT (format version). Does not
+ * check key_check or mac: that needs the key (vault_open). */
+int vault_header_decode(struct vault_header *header, const uint8_t in[VAULT_HEADER_LEN])
+	__attribute__((warn_unused_result));
+
+/* Read the header of the vault in dir. Returns 0, -ENOENT (no vault there: no header
+ * file), -EBADMSG, -EPROTONOSUPPORT, -errno. */
+int vault_header_read(const char *dir, struct vault_header *header)
+	__attribute__((warn_unused_result));
+
+/*
+ * Create a vault in dir, which must be missing or empty (-ENOTEMPTY otherwise), keyed by
+ * version 1 of keys. The root directory is owned by root_uid/root_gid.
+ */
+int vault_create(const char *dir, enum crypto_cipher cipher, uint32_t flags,
+		 struct keysource *keys, uint32_t root_uid, uint32_t root_gid)
+	__attribute__((warn_unused_result));
+
+struct vault {
+	int dir_fd;
+	int objects_fd;
+	struct vault_header header;
+	struct store *store;
+	struct meta *meta;
+	struct keysource *keys;  /* borrowed */
+};
+
+#define VAULT_OPEN_READ_ONLY 0x1
+
+/*
+ * Open the vault in dir with keys (borrowed; must outlive the vault). Returns 0,
+ * -ENOENT (not a vault), -EPROTONOSUPPORT, -EKEYREJECTED (wrong key: key check fails),
+ * -EBADMSG (header MAC or metadata fails to authenticate), -errno.
+ */
+int vault_open(struct vault **out, const char *dir, struct keysource *keys, unsigned flags)
+	__attribute__((warn_unused_result));
+void vault_close(struct vault *vault);
+
+/* Relative path "xx/<32 hex>" of an object inside objects/, into buf (36 bytes). */
+void vault_object_path(char buf[36], const uint8_t object_id[OBJECT_ID_LEN]);
+
+/* Open (flags as open(2); O_CREAT creates the xx/ directory as needed) or unlink an
+ * object. Return an fd / 0, or -errno. */
+int vault_object_open(struct vault *vault, const uint8_t object_id[OBJECT_ID_LEN], int flags);
+int vault_object_unlink(struct vault *vault, const uint8_t object_id[OBJECT_ID_LEN]);
+
+/* Count object files under dir/objects without a key. */
+int vault_object_count(const char *dir, uint64_t *count) __attribute__((warn_unused_result));
+
+#define VAULT_OBJECT_PATH_LEN 36
+
+#endif
