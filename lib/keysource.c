@@ -1,2 +1,291 @@
-/* keysource: implementation pending. */
+/*
+ * Key sources behind one ops table: the development key file and the ephemeral key, both
+ * a single DEK version held in secret memory. The key agent client plugs in as a third
+ * implementation of struct keysource_ops.
+ */
 #include "lib/keysource.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/secret.h"
+
+#define KEYFILE_MAGIC_LEN (sizeof(KEYFILE_MAGIC) - 1)
+#define KEYFILE_HEX_LEN (2 * CRYPTO_KEY_LEN)
+/* magic "\n" hex "\n"; the final newline may be missing */
+#define KEYFILE_MAX_LEN (KEYFILE_MAGIC_LEN + 1 + KEYFILE_HEX_LEN + 1)
+
+struct keysource_ops {
+	int (*get)(struct keysource *source, uint32_t version, uint8_t key[CRYPTO_KEY_LEN]);
+	uint32_t (*newest_version)(const struct keysource *source);
+	void (*free)(struct keysource *source);
+};
+
+struct keysource {
+	const struct keysource_ops *ops;
+	void *state;
+};
+
+/* The single-version sources: state is CRYPTO_KEY_LEN bytes of secret memory. */
+
+static int single_key_get(struct keysource *source, uint32_t version,
+			  uint8_t key[CRYPTO_KEY_LEN])
+{
+	if (version != 1)
+		return -ENOKEY;
+	memcpy(key, source->state, CRYPTO_KEY_LEN);
+	return 0;
+}
+
+static uint32_t single_key_newest_version(const struct keysource *source)
+{
+	return 1;
+}
+
+static void single_key_free(struct keysource *source)
+{
+	secret_free(source->state);
+}
+
+static const struct keysource_ops single_key_ops = {
+	.get = single_key_get,
+	.newest_version = single_key_newest_version,
+	.free = single_key_free,
+};
+
+/* Take ownership of key (secret memory) on success. */
+static int single_key_new(struct keysource **out, uint8_t *key)
+{
+	struct keysource *source = malloc(sizeof(*source));
+
+	if (source == NULL)
+		return -ENOMEM;
+	source->ops = &single_key_ops;
+	source->state = key;
+	*out = source;
+	return 0;
+}
+
+/* Read the whole (small) file into buf; fails with -EBADMSG if it is longer than buf. */
+static int read_all(int fd, uint8_t *buf, size_t buf_len, size_t *out_len)
+{
+	size_t done = 0;
+
+	for (;;) {
+		ssize_t n = read(fd, buf + done, buf_len - done);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		done += (size_t)n;
+		if (done == buf_len)
+			return -EBADMSG;
+	}
+	*out_len = done;
+	return 0;
+}
+
+static int keyfile_parse(uint8_t key[CRYPTO_KEY_LEN], const uint8_t *buf, size_t len)
+{
+	const char *hex = (const char *)buf + KEYFILE_MAGIC_LEN + 1;
+	size_t expected = KEYFILE_MAGIC_LEN + 1 + KEYFILE_HEX_LEN;
+
+	if (len != expected && !(len == expected + 1 && buf[expected] == '\n'))
+		return -EBADMSG;
+	if (memcmp(buf, KEYFILE_MAGIC, KEYFILE_MAGIC_LEN) != 0 || buf[KEYFILE_MAGIC_LEN] != '\n')
+		return -EBADMSG;
+	if (crypto_from_hex(key, CRYPTO_KEY_LEN, hex, KEYFILE_HEX_LEN) < 0)
+		return -EBADMSG;
+	return 0;
+}
+
+int keysource_keyfile_open(struct keysource **out, const char *path)
+{
+	struct stat st;
+	uint8_t *buf, *key = NULL;
+	size_t len = 0;
+	int fd, ret;
+
+	/* O_NONBLOCK: a FIFO planted at path must not hang us before fstat refuses it. */
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		/* ELOOP: path is a symlink, which a key file must not be. */
+		ret = errno == ELOOP ? -EPERM : -errno;
+		goto out;
+	}
+	if (fstat(fd, &st) < 0) {
+		ret = -errno;
+		goto out_close;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+		ret = -EPERM;
+		goto out_close;
+	}
+
+	buf = secret_alloc(KEYFILE_MAX_LEN + 1);
+	if (buf == NULL) {
+		ret = -ENOMEM;
+		goto out_close;
+	}
+	key = secret_alloc(CRYPTO_KEY_LEN);
+	if (key == NULL) {
+		ret = -ENOMEM;
+		goto out_free_buf;
+	}
+	ret = read_all(fd, buf, KEYFILE_MAX_LEN + 1, &len);
+	if (ret < 0)
+		goto out_free_key;
+	ret = keyfile_parse(key, buf, len);
+	if (ret < 0)
+		goto out_free_key;
+	ret = single_key_new(out, key);
+	if (ret == 0)
+		key = NULL;
+out_free_key:
+	secret_free(key);
+out_free_buf:
+	secret_free(buf);   /* wipes the hex copy of the key */
+out_close:
+	close(fd);
+out:
+	return ret;
+}
+
+static int write_all(int fd, const uint8_t *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = write(fd, buf + done, len - done);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* Make the new directory entry durable: losing the key file loses the vault. */
+static int fsync_parent(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	int fd, ret = 0;
+
+	if (slash == NULL)
+		dir = strdup(".");
+	else if (slash == path)
+		dir = strdup("/");
+	else
+		dir = strndup(path, (size_t)(slash - path));
+	if (dir == NULL)
+		return -ENOMEM;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		goto out_free;
+	}
+	if (fsync(fd) < 0)
+		ret = -errno;
+	close(fd);
+out_free:
+	free(dir);
+	return ret;
+}
+
+int keysource_keyfile_create(struct keysource **out, const char *path)
+{
+	struct keysource *source = NULL;
+	uint8_t *buf, *key;
+	size_t len = KEYFILE_MAX_LEN;
+	int fd, ret;
+
+	key = secret_alloc(CRYPTO_KEY_LEN);
+	if (key == NULL)
+		return -ENOMEM;
+	crypto_random(key, CRYPTO_KEY_LEN);
+	/* Everything that can fail for lack of memory happens before the file exists. */
+	ret = single_key_new(&source, key);
+	if (ret < 0) {
+		secret_free(key);
+		return ret;
+	}
+	buf = secret_alloc(KEYFILE_MAX_LEN + 1);
+	if (buf == NULL) {
+		ret = -ENOMEM;
+		goto out_free_source;
+	}
+	memcpy(buf, KEYFILE_MAGIC "\n", KEYFILE_MAGIC_LEN + 1);
+	crypto_to_hex((char *)buf + KEYFILE_MAGIC_LEN + 1, KEYFILE_HEX_LEN + 1, key,
+		      CRYPTO_KEY_LEN);
+	buf[len - 1] = '\n';
+
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+	if (fd < 0) {
+		ret = -errno;
+		goto out_free_buf;
+	}
+	ret = write_all(fd, buf, len);
+	if (ret == 0 && fsync(fd) < 0)
+		ret = -errno;
+	if (close(fd) < 0 && ret == 0)
+		ret = -errno;
+	if (ret == 0)
+		ret = fsync_parent(path);
+	if (ret < 0) {
+		/* We created it with O_EXCL, so the file at path is ours to remove. */
+		unlink(path);
+		goto out_free_buf;
+	}
+	*out = source;
+	source = NULL;
+out_free_buf:
+	secret_free(buf);   /* wipes the hex copy of the key */
+out_free_source:
+	keysource_free(source);
+	return ret;
+}
+
+int keysource_ephemeral_new(struct keysource **out)
+{
+	uint8_t *key = secret_alloc(CRYPTO_KEY_LEN);
+	int ret;
+
+	if (key == NULL)
+		return -ENOMEM;
+	crypto_random(key, CRYPTO_KEY_LEN);
+	ret = single_key_new(out, key);
+	if (ret < 0)
+		secret_free(key);
+	return ret;
+}
+
+uint32_t keysource_newest_version(const struct keysource *source)
+{
+	return source->ops->newest_version(source);
+}
+
+int keysource_get(struct keysource *source, uint32_t version, uint8_t key[CRYPTO_KEY_LEN])
+{
+	return source->ops->get(source, version, key);
+}
+
+void keysource_free(struct keysource *source)
+{
+	if (source == NULL)
+		return;
+	source->ops->free(source);
+	free(source);
+}

@@ -16,10 +16,11 @@
 struct keysource;
 
 /*
- * Key file: one line KEYFILE_MAGIC, one line of 64 hex digits, nothing else.
- * Open checks that path is a regular file owned by the effective uid with no group or
- * other permission bits. Returns 0, -ENOENT, -EACCES (unreadable), -EPERM (loose
- * permissions or wrong owner), -EBADMSG (not a key file), -ENOMEM.
+ * Key file: one line KEYFILE_MAGIC, one line of 64 hex digits, nothing else (the final
+ * newline may be missing). Open checks that path is a regular file owned by the effective
+ * uid with no group or other permission bits; a symlink is never followed. Returns 0,
+ * -ENOENT, -EACCES (unreadable), -EPERM (loose permissions, wrong owner, a symlink or
+ * not a regular file), -EBADMSG (not a key file), -ENOMEM.
  */
 int keysource_keyfile_open(struct keysource **out, const char *path)
 	__attribute__((warn_unused_result));

@@ -51,7 +51,7 @@ struct object_header {
 void object_header_encode(uint8_t out[OBJECT_HEADER_LEN], const struct object_header *header);
 
 /* Returns 0, -EBADMSG for a wrong magic or non-zero reserved bytes, -EPROTONOSUPPORT for
- * an unknown format version or block size. */
+ * an unknown format version, block size or cipher. */
 int object_header_decode(struct object_header *header, const uint8_t in[OBJECT_HEADER_LEN])
 	__attribute__((warn_unused_result));
 

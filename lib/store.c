@@ -1,2 +1,434 @@
-/* store: implementation pending. */
+/*
+ * The metadata store over LMDB: one environment per vault, one named database per table,
+ * opened once at store_open. This is the only file that includes <lmdb.h>; every LMDB
+ * result leaves it as 0 or -errno.
+ */
 #include "lib/store.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define STORE_MAX_READERS 256
+#define STORE_KEY_MAX 511
+
+/* Table names are on-disk format: never rename. */
+static const char *const table_names[STORE_TABLE_COUNT] = {
+	[STORE_META] = "meta",
+	[STORE_INODES] = "inodes",
+	[STORE_DIRENTS] = "dirents",
+	[STORE_XATTRS] = "xattrs",
+	[STORE_ORPHANS] = "orphans",
+};
+
+struct store {
+	MDB_env *env;
+	MDB_dbi dbi[STORE_TABLE_COUNT];
+	bool read_only;
+};
+
+struct store_txn {
+	struct store *store;
+	MDB_txn *txn;
+	bool write;
+	/* First failure that left LMDB's write transaction unusable (map full...):
+	 * every later call and the commit report it. */
+	int error;
+};
+
+struct store_cursor {
+	struct store_txn *txn;
+	MDB_cursor *cursor;
+	MDB_dbi dbi;
+};
+
+static int store_errno(int rc)
+{
+	switch (rc) {
+	case MDB_SUCCESS:
+		return 0;
+	case MDB_NOTFOUND:
+		return -ENOENT;
+	case MDB_KEYEXIST:
+		return -EEXIST;
+	case MDB_MAP_FULL:
+	case MDB_TXN_FULL:
+		return -ENOSPC;
+	case MDB_READERS_FULL:
+		return -EAGAIN;
+	case MDB_BAD_VALSIZE:
+		return -EINVAL;
+	case MDB_PAGE_NOTFOUND:
+	case MDB_CORRUPTED:
+	case MDB_PANIC:
+	case MDB_VERSION_MISMATCH:
+	case MDB_INVALID:
+	case MDB_DBS_FULL:
+	case MDB_TLS_FULL:
+	case MDB_CURSOR_FULL:
+	case MDB_PAGE_FULL:
+	case MDB_MAP_RESIZED:
+	case MDB_INCOMPATIBLE:
+	case MDB_BAD_RSLOT:
+	case MDB_BAD_TXN:
+	case MDB_BAD_DBI:
+		return -EIO;
+	default:
+		/* LMDB passes system errors through as positive errno values. */
+		return rc > 0 ? -rc : -EIO;
+	}
+}
+
+/* Errors after which LMDB refuses to go on with a write transaction. KEYEXIST and
+ * NOTFOUND are answers, not failures; BAD_VALSIZE is checked before LMDB sees it. */
+static void txn_note_failure(struct store_txn *txn, int rc)
+{
+	if (rc == MDB_SUCCESS || rc == MDB_KEYEXIST || rc == MDB_NOTFOUND)
+		return;
+	if (txn->write && txn->error == 0)
+		txn->error = store_errno(rc);
+}
+
+static MDB_val to_val(struct store_slice slice)
+{
+	MDB_val val = { .mv_size = slice.len, .mv_data = (void *)slice.data };
+	return val;
+}
+
+static struct store_slice to_slice(MDB_val val)
+{
+	struct store_slice slice = { .data = val.mv_data, .len = val.mv_size };
+	return slice;
+}
+
+static int check_key(struct store_slice key)
+{
+	if (key.len == 0 || key.len > STORE_KEY_MAX || key.data == NULL)
+		return -EINVAL;
+	return 0;
+}
+
+static int open_tables(struct store *store, unsigned flags)
+{
+	MDB_txn *txn;
+	unsigned txn_flags = store->read_only ? MDB_RDONLY : 0;
+	unsigned dbi_flags = (flags & STORE_CREATE) ? MDB_CREATE : 0;
+	int rc;
+
+	rc = mdb_txn_begin(store->env, NULL, txn_flags, &txn);
+	if (rc != MDB_SUCCESS)
+		return store_errno(rc);
+	for (int i = 0; i < STORE_TABLE_COUNT; i++) {
+		rc = mdb_dbi_open(txn, table_names[i], dbi_flags, &store->dbi[i]);
+		if (rc != MDB_SUCCESS)
+			goto out_abort;
+	}
+	rc = mdb_txn_commit(txn);
+	/* A store without its tables is not one we wrote: call it corrupt. */
+	return rc == MDB_NOTFOUND ? -EIO : store_errno(rc);
+
+out_abort:
+	mdb_txn_abort(txn);
+	return rc == MDB_NOTFOUND ? -EIO : store_errno(rc);
+}
+
+int store_open_map_size(struct store **out, const char *dir, unsigned flags, size_t map_size)
+{
+	struct store *store;
+	unsigned env_flags = MDB_NOSYNC | MDB_NOTLS;
+	struct stat st;
+	int ret, dead;
+
+	*out = NULL;
+	if ((flags & STORE_CREATE) && (flags & STORE_READ_ONLY))
+		return -EINVAL;
+	if (flags & STORE_CREATE) {
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+			return -errno;
+	} else if (stat(dir, &st) != 0) {
+		return -errno;
+	}
+
+	store = calloc(1, sizeof(*store));
+	if (store == NULL)
+		return -ENOMEM;
+	store->read_only = (flags & STORE_READ_ONLY) != 0;
+	if (store->read_only)
+		env_flags |= MDB_RDONLY;
+
+	ret = store_errno(mdb_env_create(&store->env));
+	if (ret < 0)
+		goto out_free;
+	ret = store_errno(mdb_env_set_maxdbs(store->env, STORE_TABLE_COUNT));
+	if (ret < 0)
+		goto out_env;
+	ret = store_errno(mdb_env_set_maxreaders(store->env, STORE_MAX_READERS));
+	if (ret < 0)
+		goto out_env;
+	ret = store_errno(mdb_env_set_mapsize(store->env, map_size));
+	if (ret < 0)
+		goto out_env;
+
+	if (!(flags & STORE_CREATE)) {
+		/* Without STORE_CREATE an absent data file means "no store here", not a
+		 * fresh one: LMDB would otherwise create it in read-write mode. */
+		char path[4096];
+		int n = snprintf(path, sizeof(path), "%s/data.mdb", dir);
+		if (n < 0 || (size_t)n >= sizeof(path)) {
+			ret = -ENAMETOOLONG;
+			goto out_env;
+		}
+		if (stat(path, &st) != 0) {
+			ret = -errno;
+			goto out_env;
+		}
+	}
+
+	ret = store_errno(mdb_env_open(store->env, dir, env_flags, 0600));
+	if (ret < 0)
+		goto out_env;
+	/* Reader slots of killed processes would otherwise stay taken (MDB_NOTLS). */
+	if (!store->read_only)
+		(void)mdb_reader_check(store->env, &dead);
+	ret = open_tables(store, flags);
+	if (ret < 0)
+		goto out_env;
+	*out = store;
+	return 0;
+
+out_env:
+	mdb_env_close(store->env);
+out_free:
+	free(store);
+	return ret;
+}
+
+int store_open(struct store **out, const char *dir, unsigned flags)
+{
+	return store_open_map_size(out, dir, flags, STORE_MAP_SIZE);
+}
+
+void store_close(struct store *store)
+{
+	if (store == NULL)
+		return;
+	mdb_env_close(store->env);
+	free(store);
+}
+
+int store_sync(struct store *store)
+{
+	if (store->read_only)
+		return 0;
+	return store_errno(mdb_env_sync(store->env, 1));
+}
+
+int store_txn_begin(struct store *store, bool write, struct store_txn **out)
+{
+	struct store_txn *txn;
+	int ret;
+
+	*out = NULL;
+	if (write && store->read_only)
+		return -EROFS;
+	txn = calloc(1, sizeof(*txn));
+	if (txn == NULL)
+		return -ENOMEM;
+	txn->store = store;
+	txn->write = write;
+	ret = store_errno(mdb_txn_begin(store->env, NULL, write ? 0 : MDB_RDONLY, &txn->txn));
+	if (ret < 0) {
+		free(txn);
+		return ret;
+	}
+	*out = txn;
+	return 0;
+}
+
+int store_txn_commit(struct store_txn *txn)
+{
+	int ret;
+
+	if (txn->error != 0) {
+		ret = txn->error;
+		mdb_txn_abort(txn->txn);
+	} else {
+		ret = store_errno(mdb_txn_commit(txn->txn));
+	}
+	free(txn);
+	return ret;
+}
+
+void store_txn_abort(struct store_txn *txn)
+{
+	if (txn == NULL)
+		return;
+	mdb_txn_abort(txn->txn);
+	free(txn);
+}
+
+int store_get(struct store_txn *txn, enum store_table table, struct store_slice key,
+	      struct store_slice *val)
+{
+	MDB_val k, v;
+	int rc;
+
+	if (txn->error != 0)
+		return txn->error;
+	if ((unsigned)table >= STORE_TABLE_COUNT || check_key(key) < 0)
+		return -EINVAL;
+	k = to_val(key);
+	rc = mdb_get(txn->txn, txn->store->dbi[table], &k, &v);
+	if (rc != MDB_SUCCESS) {
+		txn_note_failure(txn, rc);
+		return store_errno(rc);
+	}
+	*val = to_slice(v);
+	return 0;
+}
+
+int store_put(struct store_txn *txn, enum store_table table, struct store_slice key,
+	      struct store_slice val, unsigned flags)
+{
+	MDB_val k, v;
+	int rc;
+
+	if (txn->error != 0)
+		return txn->error;
+	if (!txn->write)
+		return -EROFS;
+	if ((unsigned)table >= STORE_TABLE_COUNT || check_key(key) < 0)
+		return -EINVAL;
+	if (val.len > 0 && val.data == NULL)
+		return -EINVAL;
+	k = to_val(key);
+	v = to_val(val);
+	rc = mdb_put(txn->txn, txn->store->dbi[table], &k, &v,
+		     (flags & STORE_NO_OVERWRITE) ? MDB_NOOVERWRITE : 0);
+	txn_note_failure(txn, rc);
+	return store_errno(rc);
+}
+
+int store_del(struct store_txn *txn, enum store_table table, struct store_slice key)
+{
+	MDB_val k;
+	int rc;
+
+	if (txn->error != 0)
+		return txn->error;
+	if (!txn->write)
+		return -EROFS;
+	if ((unsigned)table >= STORE_TABLE_COUNT || check_key(key) < 0)
+		return -EINVAL;
+	k = to_val(key);
+	rc = mdb_del(txn->txn, txn->store->dbi[table], &k, NULL);
+	txn_note_failure(txn, rc);
+	return store_errno(rc);
+}
+
+int store_cursor_open(struct store_txn *txn, enum store_table table, struct store_cursor **out)
+{
+	struct store_cursor *cursor;
+	int ret;
+
+	*out = NULL;
+	if (txn->error != 0)
+		return txn->error;
+	if ((unsigned)table >= STORE_TABLE_COUNT)
+		return -EINVAL;
+	cursor = calloc(1, sizeof(*cursor));
+	if (cursor == NULL)
+		return -ENOMEM;
+	cursor->txn = txn;
+	cursor->dbi = txn->store->dbi[table];
+	ret = store_errno(mdb_cursor_open(txn->txn, cursor->dbi, &cursor->cursor));
+	if (ret < 0) {
+		free(cursor);
+		return ret;
+	}
+	*out = cursor;
+	return 0;
+}
+
+void store_cursor_close(struct store_cursor *cursor)
+{
+	if (cursor == NULL)
+		return;
+	mdb_cursor_close(cursor->cursor);
+	free(cursor);
+}
+
+static int cursor_get(struct store_cursor *cursor, MDB_val *k, MDB_cursor_op op,
+		      struct store_slice *key_out, struct store_slice *val_out)
+{
+	MDB_val v;
+	int rc;
+
+	if (cursor->txn->error != 0)
+		return cursor->txn->error;
+	rc = mdb_cursor_get(cursor->cursor, k, &v, op);
+	if (rc != MDB_SUCCESS) {
+		txn_note_failure(cursor->txn, rc);
+		return store_errno(rc);
+	}
+	if (key_out != NULL)
+		*key_out = to_slice(*k);
+	if (val_out != NULL)
+		*val_out = to_slice(v);
+	return 0;
+}
+
+int store_cursor_seek(struct store_cursor *cursor, struct store_slice key,
+		      struct store_slice *key_out, struct store_slice *val_out)
+{
+	MDB_val k = { 0 };
+
+	if (key.len == 0)
+		return cursor_get(cursor, &k, MDB_FIRST, key_out, val_out);
+	if (check_key(key) < 0)
+		return -EINVAL;
+	k = to_val(key);
+	return cursor_get(cursor, &k, MDB_SET_RANGE, key_out, val_out);
+}
+
+int store_cursor_next(struct store_cursor *cursor, struct store_slice *key_out,
+		      struct store_slice *val_out)
+{
+	MDB_val k = { 0 };
+
+	return cursor_get(cursor, &k, MDB_NEXT, key_out, val_out);
+}
+
+int store_cursor_del(struct store_cursor *cursor)
+{
+	int rc;
+
+	if (cursor->txn->error != 0)
+		return cursor->txn->error;
+	if (!cursor->txn->write)
+		return -EROFS;
+	rc = mdb_cursor_del(cursor->cursor, 0);
+	txn_note_failure(cursor->txn, rc);
+	/* EINVAL from LMDB here means the cursor is not on an entry. */
+	return rc == EINVAL ? -ENOENT : store_errno(rc);
+}
+
+int store_count(struct store_txn *txn, enum store_table table, size_t *count)
+{
+	MDB_stat st;
+	int rc;
+
+	if (txn->error != 0)
+		return txn->error;
+	if ((unsigned)table >= STORE_TABLE_COUNT)
+		return -EINVAL;
+	rc = mdb_stat(txn->txn, txn->store->dbi[table], &st);
+	if (rc != MDB_SUCCESS)
+		return store_errno(rc);
+	*count = st.ms_entries;
+	return 0;
+}

@@ -46,6 +46,12 @@ struct store_slice {
  * STORE_CREATE), -EACCES, -ENOMEM, -EIO (corrupt), -EROFS. */
 int store_open(struct store **out, const char *dir, unsigned flags)
 	__attribute__((warn_unused_result));
+/* The map size store_open uses: the largest the store may grow (the file is sparse). */
+#define STORE_MAP_SIZE ((size_t)64 << 30)
+/* store_open with another map size (a multiple of the page size), for tests that need a
+ * store to fill up. An existing store keeps at least the size it was last opened with. */
+int store_open_map_size(struct store **out, const char *dir, unsigned flags, size_t map_size)
+	__attribute__((warn_unused_result));
 /* Close; no transaction may be open. NULL is ignored. */
 void store_close(struct store *store);
 

@@ -1,2 +1,561 @@
-/* vault: implementation pending. */
+/*
+ * A vault directory: the header file (written once, atomically, at creation), the LMDB
+ * store under meta/ and the object files under objects/. Opening checks the header's
+ * key check and MAC before any metadata is read.
+ */
 #include "lib/vault.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/keysource.h"
+#include "lib/meta.h"
+#include "lib/secret.h"
+#include "lib/store.h"
+
+#define HEADER_MAGIC "VAULTFS\0"
+#define HEADER_MAGIC_LEN 8
+#define HEADER_TEMP_FILE VAULT_HEADER_FILE ".tmp"
+#define OFF_VERSION 8
+#define OFF_CIPHER 12
+#define OFF_FLAGS 16
+#define OFF_CREATED 20
+#define OFF_VAULT_ID 28
+#define OFF_RESERVED (OFF_VAULT_ID + VAULT_ID_LEN)
+#define OFF_KEY_CHECK 64
+#define OFF_MAC (OFF_KEY_CHECK + VAULT_CHECK_LEN)
+
+_Static_assert(OFF_RESERVED + 20 == OFF_KEY_CHECK, "20 reserved header bytes");
+_Static_assert(OFF_MAC + VAULT_CHECK_LEN == VAULT_HEADER_LEN, "header length");
+_Static_assert(VAULT_OBJECT_PATH_LEN == 2 + 1 + 2 * OBJECT_ID_LEN + 1, "object path length");
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	uint32_t v = 0;
+	for (int i = 3; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+void vault_header_encode(uint8_t out[VAULT_HEADER_LEN], const struct vault_header *header)
+{
+	memset(out, 0, VAULT_HEADER_LEN);
+	memcpy(out, HEADER_MAGIC, HEADER_MAGIC_LEN);
+	put_le32(out + OFF_VERSION, header->format_version);
+	put_le32(out + OFF_CIPHER, header->cipher);
+	put_le32(out + OFF_FLAGS, header->flags);
+	put_le64(out + OFF_CREATED, header->created);
+	memcpy(out + OFF_VAULT_ID, header->vault_id, VAULT_ID_LEN);
+	memcpy(out + OFF_KEY_CHECK, header->key_check, VAULT_CHECK_LEN);
+	memcpy(out + OFF_MAC, header->mac, VAULT_CHECK_LEN);
+}
+
+/* Unknown ciphers and flags decode (vaultctl info shows them); vault_open refuses them. */
+int vault_header_decode(struct vault_header *header, const uint8_t in[VAULT_HEADER_LEN])
+{
+	memset(header, 0, sizeof(*header));
+	if (memcmp(in, HEADER_MAGIC, HEADER_MAGIC_LEN) != 0)
+		return -EBADMSG;
+	header->format_version = get_le32(in + OFF_VERSION);
+	/* The version comes before the reserved bytes: a later format may use them. */
+	if (header->format_version != VAULT_FORMAT_VERSION)
+		return -EPROTONOSUPPORT;
+	for (size_t i = OFF_RESERVED; i < OFF_KEY_CHECK; i++) {
+		if (in[i] != 0)
+			return -EBADMSG;
+	}
+	header->cipher = get_le32(in + OFF_CIPHER);
+	header->flags = get_le32(in + OFF_FLAGS);
+	header->created = get_le64(in + OFF_CREATED);
+	memcpy(header->vault_id, in + OFF_VAULT_ID, VAULT_ID_LEN);
+	memcpy(header->key_check, in + OFF_KEY_CHECK, VAULT_CHECK_LEN);
+	memcpy(header->mac, in + OFF_MAC, VAULT_CHECK_LEN);
+	return 0;
+}
+
+static int read_header_at(int dir_fd, struct vault_header *header)
+{
+	uint8_t buf[VAULT_HEADER_LEN + 1];
+	size_t got = 0;
+	ssize_t n;
+	int fd, ret;
+
+	fd = openat(dir_fd, VAULT_HEADER_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	if (fd < 0)
+		return errno == ELOOP ? -EBADMSG : -errno;
+	/* One byte more than a header: a longer file is not a header. */
+	while (got < sizeof(buf)) {
+		n = read(fd, buf + got, sizeof(buf) - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			goto out_close;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	ret = got == VAULT_HEADER_LEN ? vault_header_decode(header, buf) : -EBADMSG;
+out_close:
+	close(fd);
+	return ret;
+}
+
+int vault_header_read(const char *dir, struct vault_header *header)
+{
+	int dir_fd, ret;
+
+	dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd < 0)
+		return -errno;
+	ret = read_header_at(dir_fd, header);
+	close(dir_fd);
+	return ret;
+}
+
+/* key_check and mac of header under dek (version 1). mac covers the encoded bytes
+ * before it, so it is computed over the encoding with key_check in place. */
+static int header_check_values(const struct vault_header *header, const uint8_t *dek,
+			       uint8_t key_check[VAULT_CHECK_LEN], uint8_t mac[VAULT_CHECK_LEN])
+{
+	struct vault_header copy = *header;
+	uint8_t bytes[VAULT_HEADER_LEN];
+	int ret;
+
+	ret = crypto_prf(key_check, VAULT_CHECK_LEN, CRYPTO_CTX_KEY_CHECK, header->vault_id,
+			 VAULT_ID_LEN, dek);
+	if (ret < 0)
+		return ret;
+	memcpy(copy.key_check, key_check, VAULT_CHECK_LEN);
+	vault_header_encode(bytes, &copy);
+	return crypto_prf(mac, VAULT_CHECK_LEN, CRYPTO_CTX_HEADER_MAC, bytes, OFF_MAC, dek);
+}
+
+static int write_all(int fd, const uint8_t *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Temp file, fsync, rename, fsync of the directory: the header is there whole or not
+ * at all. */
+static int write_header_at(int dir_fd, const uint8_t bytes[VAULT_HEADER_LEN])
+{
+	int fd, ret;
+
+	fd = openat(dir_fd, HEADER_TEMP_FILE, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
+		    O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	ret = write_all(fd, bytes, VAULT_HEADER_LEN);
+	if (ret == 0 && fsync(fd) < 0)
+		ret = -errno;
+	if (close(fd) < 0 && ret == 0)
+		ret = -errno;
+	if (ret == 0 && renameat(dir_fd, HEADER_TEMP_FILE, dir_fd, VAULT_HEADER_FILE) < 0)
+		ret = -errno;
+	if (ret < 0) {
+		unlinkat(dir_fd, HEADER_TEMP_FILE, 0);
+		return ret;
+	}
+	return fsync(dir_fd) < 0 ? -errno : 0;
+}
+
+static int fsync_parent(const char *dir)
+{
+	char parent[4096];
+	const char *slash;
+	size_t len;
+	int fd, ret = 0;
+
+	/* Trailing slashes belong to dir itself. */
+	len = strlen(dir);
+	while (len > 1 && dir[len - 1] == '/')
+		len--;
+	slash = memrchr(dir, '/', len);
+	if (slash == NULL) {
+		strcpy(parent, ".");
+	} else {
+		len = slash == dir ? 1 : (size_t)(slash - dir);
+		if (len >= sizeof(parent))
+			return -ENAMETOOLONG;
+		memcpy(parent, dir, len);
+		parent[len] = '\0';
+	}
+	fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* 0 when the directory has no entries besides . and .., -ENOTEMPTY otherwise. */
+static int dir_check_empty(int dir_fd)
+{
+	struct dirent *entry;
+	DIR *d;
+	int fd, ret = 0;
+
+	fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (d == NULL) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	errno = 0;
+	while ((entry = readdir(d)) != NULL) {
+		if (strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0) {
+			ret = -ENOTEMPTY;
+			break;
+		}
+	}
+	if (entry == NULL && errno != 0)
+		ret = -errno;
+	closedir(d);
+	return ret;
+}
+
+static int path_join(char *out, size_t len, const char *dir, const char *name)
+{
+	int n = snprintf(out, len, "%s/%s", dir, name);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* Remove what a failed vault_create made inside dir_fd (best effort). */
+static void create_undo(int dir_fd)
+{
+	unlinkat(dir_fd, VAULT_META_DIR "/data.mdb", 0);
+	unlinkat(dir_fd, VAULT_META_DIR "/lock.mdb", 0);
+	unlinkat(dir_fd, VAULT_META_DIR, AT_REMOVEDIR);
+	unlinkat(dir_fd, VAULT_OBJECTS_DIR, AT_REMOVEDIR);
+	unlinkat(dir_fd, HEADER_TEMP_FILE, 0);
+}
+
+int vault_create(const char *dir, enum crypto_cipher cipher, uint32_t flags,
+		 struct keysource *keys, uint32_t root_uid, uint32_t root_gid)
+{
+	struct vault_header header = { 0 };
+	uint8_t bytes[VAULT_HEADER_LEN];
+	char meta_path[4096];
+	struct store *store = NULL;
+	uint8_t *dek;
+	bool made_dir = false;
+	int dir_fd, ret;
+
+	if (crypto_cipher_name(cipher) == NULL || (flags & ~(uint32_t)VAULT_FLAG_EPHEMERAL))
+		return -EINVAL;
+	if (!crypto_cipher_available(cipher))
+		return -ENOTSUP;
+	ret = path_join(meta_path, sizeof(meta_path), dir, VAULT_META_DIR);
+	if (ret < 0)
+		return ret;
+	dek = secret_alloc(CRYPTO_KEY_LEN);
+	if (dek == NULL)
+		return -ENOMEM;
+	/* Fetch the key first: a source without version 1 must not leave a directory. */
+	ret = keysource_get(keys, 1, dek);
+	if (ret < 0)
+		goto out_free_dek;
+
+	if (mkdir(dir, 0700) == 0)
+		made_dir = true;
+	else if (errno != EEXIST) {
+		ret = -errno;
+		goto out_free_dek;
+	}
+	dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd < 0) {
+		ret = -errno;
+		goto out_rmdir;
+	}
+	if (!made_dir) {
+		ret = dir_check_empty(dir_fd);
+		if (ret < 0)
+			goto out_close_dir;
+	}
+	if (mkdirat(dir_fd, VAULT_OBJECTS_DIR, 0700) < 0) {
+		ret = -errno;
+		goto out_close_dir;
+	}
+
+	header.format_version = VAULT_FORMAT_VERSION;
+	header.cipher = (uint32_t)cipher;
+	header.flags = flags;
+	header.created = (uint64_t)time(NULL);
+	crypto_random(header.vault_id, VAULT_ID_LEN);
+	ret = header_check_values(&header, dek, header.key_check, header.mac);
+	if (ret < 0)
+		goto out_undo;
+
+	ret = store_open(&store, meta_path, STORE_CREATE);
+	if (ret < 0)
+		goto out_undo;
+	ret = meta_format(store, cipher, header.vault_id, keys, root_uid, root_gid);
+	if (ret == 0)
+		ret = store_sync(store);
+	store_close(store);
+	if (ret < 0)
+		goto out_undo;
+
+	/* The header goes last: until it exists this is not a vault. */
+	vault_header_encode(bytes, &header);
+	ret = write_header_at(dir_fd, bytes);
+	if (ret < 0)
+		goto out_undo;
+	if (made_dir)
+		ret = fsync_parent(dir);
+	goto out_close_dir;
+
+out_undo:
+	create_undo(dir_fd);
+out_close_dir:
+	close(dir_fd);
+out_rmdir:
+	if (ret < 0 && made_dir)
+		rmdir(dir);
+out_free_dek:
+	secret_free(dek);
+	return ret;
+}
+
+int vault_open(struct vault **out, const char *dir, struct keysource *keys, unsigned flags)
+{
+	uint8_t key_check[VAULT_CHECK_LEN], mac[VAULT_CHECK_LEN];
+	char meta_path[4096];
+	struct vault *vault;
+	uint8_t *dek;
+	int ret;
+
+	*out = NULL;
+	ret = path_join(meta_path, sizeof(meta_path), dir, VAULT_META_DIR);
+	if (ret < 0)
+		return ret;
+	vault = calloc(1, sizeof(*vault));
+	if (vault == NULL)
+		return -ENOMEM;
+	vault->dir_fd = -1;
+	vault->objects_fd = -1;
+	vault->keys = keys;
+	dek = secret_alloc(CRYPTO_KEY_LEN);
+	if (dek == NULL) {
+		ret = -ENOMEM;
+		goto out_close;
+	}
+
+	vault->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (vault->dir_fd < 0) {
+		ret = -errno;
+		goto out_close;
+	}
+	ret = read_header_at(vault->dir_fd, &vault->header);
+	if (ret < 0)
+		goto out_close;
+	ret = keysource_get(keys, 1, dek);
+	if (ret < 0)
+		goto out_close;
+	ret = header_check_values(&vault->header, dek, key_check, mac);
+	if (ret < 0)
+		goto out_close;
+	if (secret_compare(key_check, vault->header.key_check, VAULT_CHECK_LEN) != 0) {
+		ret = -EKEYREJECTED;
+		goto out_close;
+	}
+	if (secret_compare(mac, vault->header.mac, VAULT_CHECK_LEN) != 0) {
+		ret = -EBADMSG;
+		goto out_close;
+	}
+	/* Authentic, but from a newer release. */
+	if (crypto_cipher_name((enum crypto_cipher)vault->header.cipher) == NULL ||
+	    (vault->header.flags & ~(uint32_t)VAULT_FLAG_EPHEMERAL)) {
+		ret = -EPROTONOSUPPORT;
+		goto out_close;
+	}
+	if (!crypto_cipher_available((enum crypto_cipher)vault->header.cipher)) {
+		ret = -ENOTSUP;
+		goto out_close;
+	}
+
+	vault->objects_fd = openat(vault->dir_fd, VAULT_OBJECTS_DIR,
+				   O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (vault->objects_fd < 0) {
+		ret = errno == ENOENT ? -EIO : -errno;
+		goto out_close;
+	}
+	ret = store_open(&vault->store, meta_path,
+			 (flags & VAULT_OPEN_READ_ONLY) ? STORE_READ_ONLY : 0);
+	/* A header without its store is a damaged vault, not a missing one. */
+	if (ret == -ENOENT)
+		ret = -EIO;
+	if (ret < 0)
+		goto out_close;
+	ret = meta_open(&vault->meta, vault->store, (enum crypto_cipher)vault->header.cipher,
+			vault->header.vault_id, keys);
+	if (ret < 0)
+		goto out_close;
+	*out = vault;
+	vault = NULL;
+out_close:
+	secret_wipe(key_check, sizeof(key_check));
+	secret_wipe(mac, sizeof(mac));
+	secret_free(dek);
+	vault_close(vault);
+	return ret;
+}
+
+void vault_close(struct vault *vault)
+{
+	if (vault == NULL)
+		return;
+	meta_close(vault->meta);
+	store_close(vault->store);
+	if (vault->objects_fd >= 0)
+		close(vault->objects_fd);
+	if (vault->dir_fd >= 0)
+		close(vault->dir_fd);
+	free(vault);
+}
+
+void vault_object_path(char buf[VAULT_OBJECT_PATH_LEN], const uint8_t object_id[OBJECT_ID_LEN])
+{
+	crypto_to_hex(buf, 3, object_id, 1);
+	buf[2] = '/';
+	crypto_to_hex(buf + 3, VAULT_OBJECT_PATH_LEN - 3, object_id, OBJECT_ID_LEN);
+}
+
+int vault_object_open(struct vault *vault, const uint8_t object_id[OBJECT_ID_LEN], int flags)
+{
+	char path[VAULT_OBJECT_PATH_LEN];
+	int fd;
+
+	vault_object_path(path, object_id);
+	if (flags & O_CREAT) {
+		path[2] = '\0';
+		if (mkdirat(vault->objects_fd, path, 0700) == 0) {
+			/* A new fan-out directory must survive power loss with its files. */
+			if (fsync(vault->objects_fd) < 0)
+				return -errno;
+		} else if (errno != EEXIST) {
+			return -errno;
+		}
+		path[2] = '/';
+	}
+	fd = openat(vault->objects_fd, path, flags | O_CLOEXEC | O_NOFOLLOW, 0600);
+	return fd < 0 ? -errno : fd;
+}
+
+int vault_object_unlink(struct vault *vault, const uint8_t object_id[OBJECT_ID_LEN])
+{
+	char path[VAULT_OBJECT_PATH_LEN];
+
+	vault_object_path(path, object_id);
+	return unlinkat(vault->objects_fd, path, 0) < 0 ? -errno : 0;
+}
+
+static bool is_lower_hex(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	}
+	return s[len] == '\0';
+}
+
+/* Objects in one fan-out directory: names of 32 hex digits starting with its own two. */
+static int count_fanout(int objects_fd, const char *name, uint64_t *count)
+{
+	struct dirent *entry;
+	DIR *d;
+	int fd, ret = 0;
+
+	fd = openat(objects_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return errno == ENOTDIR || errno == ELOOP ? 0 : -errno;
+	d = fdopendir(fd);
+	if (d == NULL) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	errno = 0;
+	while ((entry = readdir(d)) != NULL) {
+		if (is_lower_hex(entry->d_name, 2 * OBJECT_ID_LEN) &&
+		    memcmp(entry->d_name, name, 2) == 0 &&
+		    (entry->d_type == DT_REG || entry->d_type == DT_UNKNOWN))
+			(*count)++;
+		errno = 0;
+	}
+	if (errno != 0)
+		ret = -errno;
+	closedir(d);
+	return ret;
+}
+
+int vault_object_count(const char *dir, uint64_t *count)
+{
+	char path[4096];
+	struct dirent *entry;
+	DIR *d;
+	int ret;
+
+	*count = 0;
+	ret = path_join(path, sizeof(path), dir, VAULT_OBJECTS_DIR);
+	if (ret < 0)
+		return ret;
+	d = opendir(path);
+	if (d == NULL)
+		return -errno;
+	errno = 0;
+	while ((entry = readdir(d)) != NULL) {
+		if (is_lower_hex(entry->d_name, 2)) {
+			ret = count_fanout(dirfd(d), entry->d_name, count);
+			if (ret < 0)
+				break;
+		}
+		errno = 0;
+	}
+	if (ret == 0 && errno != 0)
+		ret = -errno;
+	closedir(d);
+	return ret;
+}

@@ -42,8 +42,8 @@ struct vault_header {
 };
 
 /* Little-endian layout: magic "VAULTFS\0"(8), format_version, cipher, flags (u32),
- * created (u64), vault_id(16), 36 reserved zero bytes, key_check(32), mac(32) over all
- * bytes before it. */
+ * created (u64), vault_id(16), 20 reserved zero bytes, key_check(32) at offset 64,
+ * mac(32) at offset 96 over all bytes before it. */
 void vault_header_encode(uint8_t out[VAULT_HEADER_LEN], const struct vault_header *header);
 /* Returns 0, -EBADMSG (not a vault header), -EPROTONOSUPPORT (format version). Does not
  * check key_check or mac: that needs the key (vault_open). */

@@ -1,0 +1,635 @@
+/*
+ * Regular file contents: reading and writing ciphertext objects block by block.
+ *
+ * Crash ordering. Whatever the daemon is killed in the middle of, the record in the store
+ * must stay consistent with the object file: (1) nonce budget is reserved in the record
+ * before it is used; (2) a write past the end stores the new size first, with every new
+ * block listed as a hole, so a block that never reached the object reads as zeros rather
+ * than failing; (3) the object may only grow up to the recorded object_max_len, which is
+ * raised before and lowered after the object changes length. A shrink rewrites the new
+ * last block with a zeroed tail first, so bytes past the end are always zero.
+ */
+#include "fs/vaultfs.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/extent.h"
+#include "lib/keysource.h"
+#include "lib/log.h"
+#include "lib/secret.h"
+#include "lib/vault.h"
+
+/* Blocks sealed or opened per pread/pwrite: large enough for 1 MiB FUSE requests. */
+#define CHUNK_BLOCKS 64
+/* No file may be larger: block indexes and offsets stay far from overflow. */
+#define FILE_SIZE_MAX (UINT64_C(1) << 52)
+
+enum { SCRATCH_CIPHER, SCRATCH_BLOCK };
+
+static void object_name(char hex[2 * OBJECT_ID_LEN + 1], const struct meta_inode *rec)
+{
+	crypto_to_hex(hex, 2 * OBJECT_ID_LEN + 1, rec->object_id, OBJECT_ID_LEN);
+}
+
+static int object_fault(const struct vnode *node, uint64_t block, const char *what)
+{
+	char hex[2 * OBJECT_ID_LEN + 1];
+	object_name(hex, &node->rec);
+	if (block == UINT64_MAX)
+		log_error("object %s: %s", hex, what);
+	else
+		log_error("object %s block %llu: %s", hex, (unsigned long long)block, what);
+	return -EIO;
+}
+
+static void header_of(struct object_header *header, const struct vfs *vfs,
+		      const struct meta_inode *rec)
+{
+	memset(header, 0, sizeof(*header));
+	header->format_version = OBJECT_FORMAT_VERSION;
+	header->cipher = (uint32_t)vfs->cipher;
+	header->key_version = rec->key_version;
+	header->block_size = OBJECT_BLOCK_SIZE;
+	memcpy(header->object_id, rec->object_id, OBJECT_ID_LEN);
+	memcpy(header->vault_id, vfs->vault->header.vault_id, VAULT_ID_LEN);
+}
+
+static int derive_key(struct vfs *vfs, const struct object_header *header,
+		      struct object_key **out)
+{
+	uint8_t *dek = secret_alloc(CRYPTO_KEY_LEN);
+	int err;
+
+	if (!dek)
+		return -ENOMEM;
+	err = keysource_get(vfs->keys, header->key_version, dek);
+	if (!err)
+		err = object_key_new(out, header, dek);
+	secret_free(dek);
+	return err;
+}
+
+/* Write a new object file holding only its header; rec gets the new id and version. */
+static int write_new_object(struct vfs *vfs, struct meta_inode *rec, int *fd_out)
+{
+	uint8_t encoded[OBJECT_HEADER_LEN];
+	struct object_header header;
+	int fd;
+
+	crypto_random(rec->object_id, OBJECT_ID_LEN);
+	rec->key_version = meta_key_version(vfs->vault->meta);
+	header_of(&header, vfs, rec);
+	object_header_encode(encoded, &header);
+	fd = vault_object_open(vfs->vault, rec->object_id, O_RDWR | O_CREAT | O_EXCL);
+	if (fd < 0)
+		return fd;
+	if (pwrite(fd, encoded, sizeof(encoded), 0) != (ssize_t)sizeof(encoded)) {
+		int err = errno ? -errno : -EIO;
+		close(fd);
+		(void)vault_object_unlink(vfs->vault, rec->object_id);
+		return err;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+int file_create_object(struct vfs *vfs, struct meta_inode *rec)
+{
+	int fd, err = write_new_object(vfs, rec, &fd);
+	if (err)
+		return err;
+	close(fd);
+	rec->budget_reserved = 0;
+	rec->object_max_len = OBJECT_HEADER_LEN;
+	rec->size = 0;
+	return 0;
+}
+
+/* Last block index that holds data, +1; 0 when the file has no data blocks. */
+static uint64_t data_end_block(const struct meta_inode *rec)
+{
+	uint64_t count = object_block_count(rec->size);
+	while (count > 0) {
+		/* Skip a trailing hole in one step. */
+		uint64_t last = count - 1;
+		if (!extent_is_hole(rec, last))
+			return count;
+		uint64_t i = 0;
+		while (i < rec->hole_count && rec->holes[i].end < count)
+			i++;
+		count = rec->holes[i].start;
+	}
+	return 0;
+}
+
+/* Open the object and check it against the record (write lock held). Mismatches are
+ * remembered in object_error so every read and write of the file fails with EIO. */
+static int attach(struct vfs *vfs, struct vnode *node)
+{
+	uint8_t encoded[OBJECT_HEADER_LEN];
+	struct object_header expected, found;
+	struct stat st;
+	int fd;
+
+	if (node->object_fd >= 0 || node->object_error)
+		return node->object_error;
+	fd = vault_object_open(vfs->vault, node->rec.object_id,
+			       vfs->read_only ? O_RDONLY : O_RDWR);
+	if (fd == -ENOENT) {
+		node->object_error = object_fault(node, UINT64_MAX, "object file is missing");
+		return node->object_error;
+	}
+	if (fd < 0)
+		return fd;
+	header_of(&expected, vfs, &node->rec);
+	if (pread(fd, encoded, sizeof(encoded), 0) != (ssize_t)sizeof(encoded) ||
+	    object_header_decode(&found, encoded) != 0 ||
+	    memcmp(&found, &expected, sizeof(found)) != 0) {
+		node->object_error = object_fault(node, UINT64_MAX,
+			"header does not match the metadata (swapped or damaged object)");
+		goto out_close;
+	}
+	if (fstat(fd, &st) != 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	if ((uint64_t)st.st_size > node->rec.object_max_len) {
+		node->object_error = object_fault(node, UINT64_MAX,
+			"longer than the metadata allows (extended object)");
+		goto out_close;
+	}
+	uint64_t data_end = data_end_block(&node->rec);
+	if (data_end && (uint64_t)st.st_size < (uint64_t)object_block_offset(vfs->cipher, data_end)) {
+		node->object_error = object_fault(node, UINT64_MAX,
+			"shorter than the metadata says (truncated object)");
+		goto out_close;
+	}
+	int err = derive_key(vfs, &found, &node->key);
+	if (err) {
+		close(fd);
+		return err;
+	}
+	node->object_fd = fd;
+	node->budget.used = node->rec.budget_reserved;
+	node->budget.reserved = node->rec.budget_reserved;
+	return 0;
+
+out_close:
+	close(fd);
+	return node->object_error;
+}
+
+static void detach(struct vnode *node)
+{
+	if (node->object_fd >= 0) {
+		close(node->object_fd);
+		node->object_fd = -1;
+	}
+	object_key_free(node->key);
+	node->key = NULL;
+}
+
+/* Read and authenticate count consecutive data blocks starting at index into plain. */
+static int read_blocks(struct vfs *vfs, struct vnode *node, uint64_t index, uint64_t count,
+		       uint8_t *plain)
+{
+	size_t len = (size_t)count * vfs->stride;
+	uint8_t *cipher = scratch_get(SCRATCH_CIPHER, CHUNK_BLOCKS * vfs->stride);
+	ssize_t got;
+
+	if (!cipher)
+		return -ENOMEM;
+	got = pread(node->object_fd, cipher, len, object_block_offset(vfs->cipher, index));
+	if (got < 0)
+		return -errno;
+	for (uint64_t i = 0; i < count; i++) {
+		if ((size_t)got < (i + 1) * vfs->stride)
+			return object_fault(node, index + i, "missing (truncated object)");
+		if (object_block_open(plain + i * OBJECT_BLOCK_SIZE, cipher + i * vfs->stride,
+				      index + i, node->key) != 0)
+			return object_fault(node, index + i, "authentication failed");
+	}
+	return 0;
+}
+
+int do_read(struct vfs *vfs, struct vnode *node, uint8_t *out, size_t size, off_t off,
+	    size_t *done)
+{
+	int err = 0;
+
+	*done = 0;
+	pthread_rwlock_rdlock(&node->lock);
+	if (node->object_error || node->object_fd < 0) {
+		err = node->object_error ? node->object_error : -EBADF;
+		goto out_unlock;
+	}
+	if ((uint64_t)off >= node->rec.size)
+		goto out_unlock;
+	uint64_t end = (uint64_t)off + size;
+	if (end > node->rec.size)
+		end = node->rec.size;
+	uint8_t *block = scratch_get(SCRATCH_BLOCK, CHUNK_BLOCKS * OBJECT_BLOCK_SIZE);
+	if (!block) {
+		err = -ENOMEM;
+		goto out_unlock;
+	}
+	uint64_t pos = (uint64_t)off;
+	while (pos < end) {
+		uint64_t index = pos / OBJECT_BLOCK_SIZE;
+		uint64_t last = (end - 1) / OBJECT_BLOCK_SIZE + 1;
+		uint64_t run_end;
+		bool hole = extent_is_hole(&node->rec, index);
+
+		run_end = hole ? extent_next_data(&node->rec, index, last)
+			       : extent_next_hole(&node->rec, index, last);
+		if (run_end - index > CHUNK_BLOCKS)
+			run_end = index + CHUNK_BLOCKS;
+		uint64_t run_bytes_end = run_end * OBJECT_BLOCK_SIZE;
+		if (run_bytes_end > end)
+			run_bytes_end = end;
+		size_t skip = (size_t)(pos - index * OBJECT_BLOCK_SIZE);
+		size_t take = (size_t)(run_bytes_end - pos);
+		if (hole) {
+			memset(out + (pos - (uint64_t)off), 0, take);
+		} else {
+			err = read_blocks(vfs, node, index, run_end - index, block);
+			if (err)
+				goto out_unlock;
+			memcpy(out + (pos - (uint64_t)off), block + skip, take);
+		}
+		pos += take;
+	}
+	*done = (size_t)(end - (uint64_t)off);
+
+out_unlock:
+	pthread_rwlock_unlock(&node->lock);
+	return err;
+}
+
+/* Re-encrypt the whole file into a fresh object under a fresh file key (write lock
+ * held): used when the file key's nonce budget is spent. */
+static int reencrypt(struct vfs *vfs, struct vnode *node)
+{
+	struct meta_inode fresh;
+	struct object_header header;
+	struct object_key *key = NULL;
+	struct object_budget budget = { 0, 0 };
+	uint8_t old_id[OBJECT_ID_LEN];
+	int fd = -1, err;
+	uint64_t count = object_block_count(node->rec.size);
+	/* Not the scratch buffers: the write that triggered this is using them. */
+	uint8_t *block = malloc(OBJECT_BLOCK_SIZE);
+	uint8_t *sealed = malloc(vfs->stride);
+
+	if (!block || !sealed) {
+		free(block);
+		free(sealed);
+		return -ENOMEM;
+	}
+	err = meta_inode_copy(&fresh, &node->rec);
+	if (err)
+		goto out_free;
+	err = write_new_object(vfs, &fresh, &fd);
+	if (err)
+		goto out_release;
+	header_of(&header, vfs, &fresh);
+	err = derive_key(vfs, &header, &key);
+	if (err)
+		goto out_unlink;
+	for (uint64_t i = 0; i < count; i++) {
+		if (extent_is_hole(&node->rec, i))
+			continue;
+		err = read_blocks(vfs, node, i, 1, block);
+		if (!err && object_budget_take(&budget, 1, vfs->budget_limit) < 0)
+			err = -EKEYEXPIRED;
+		if (!err)
+			err = object_block_seal(sealed, block, i, key);
+		if (!err && pwrite(fd, sealed, vfs->stride, object_block_offset(vfs->cipher, i)) !=
+			    (ssize_t)vfs->stride)
+			err = -EIO;
+		if (err)
+			goto out_unlink;
+	}
+	if (fdatasync(fd) != 0) {
+		err = -errno;
+		goto out_unlink;
+	}
+	fresh.budget_reserved = budget.reserved;
+	fresh.object_max_len = (uint64_t)object_block_offset(vfs->cipher, count);
+	memcpy(old_id, node->rec.object_id, OBJECT_ID_LEN);
+	meta_inode_release(&node->rec);
+	node->rec = fresh;
+	memset(&fresh, 0, sizeof(fresh));
+	err = node_save(vfs, node);
+	if (err)
+		log_error("inode %llu: re-encrypted object not recorded: %s",
+			  (unsigned long long)node->ino, strerror(-err));
+	detach(node);
+	node->object_fd = fd;
+	node->key = key;
+	node->budget = budget;
+	(void)vault_object_unlink(vfs->vault, old_id);
+	log_info("inode %llu: file key reached its encryption limit; re-encrypted under a new key",
+		 (unsigned long long)node->ino);
+	goto out_free;
+
+out_unlink:
+	object_key_free(key);
+	close(fd);
+	(void)vault_object_unlink(vfs->vault, fresh.object_id);
+out_release:
+	meta_inode_release(&fresh);
+out_free:
+	free(block);
+	free(sealed);
+	return err;
+}
+
+/* Take nonce budget for count block encryptions, storing a new reservation before use. */
+static int take_budget(struct vfs *vfs, struct vnode *node, uint64_t count)
+{
+	int taken = object_budget_take(&node->budget, count, vfs->budget_limit);
+	if (taken == -EKEYEXPIRED) {
+		int err = reencrypt(vfs, node);
+		if (err)
+			return err;
+		taken = object_budget_take(&node->budget, count, vfs->budget_limit);
+	}
+	if (taken < 0)
+		return taken;
+	if (taken == 1) {
+		node->rec.budget_reserved = node->budget.reserved;
+		return node_save(vfs, node);
+	}
+	return 0;
+}
+
+/* Seal and write blocks [first, first + count) whose plaintext is in plain. */
+static int write_blocks(struct vfs *vfs, struct vnode *node, uint64_t first, uint64_t count,
+			const uint8_t *plain)
+{
+	uint8_t *cipher = scratch_get(SCRATCH_CIPHER, CHUNK_BLOCKS * vfs->stride);
+	size_t len = (size_t)count * vfs->stride;
+	int err;
+
+	if (!cipher)
+		return -ENOMEM;
+	err = take_budget(vfs, node, count);
+	if (err)
+		return err;
+	for (uint64_t i = 0; i < count; i++) {
+		err = object_block_seal(cipher + i * vfs->stride, plain + i * OBJECT_BLOCK_SIZE,
+					first + i, node->key);
+		if (err)
+			return err;
+	}
+	ssize_t written = pwrite(node->object_fd, cipher, len,
+				 object_block_offset(vfs->cipher, first));
+	if (written < 0)
+		return -errno;
+	return (size_t)written == len ? 0 : -ENOSPC;
+}
+
+/* Plaintext of block index as it is now: zeros for holes and blocks past the end. */
+static int current_block(struct vfs *vfs, struct vnode *node, uint64_t index, uint8_t *plain)
+{
+	if (index >= object_block_count(node->rec.size) || extent_is_hole(&node->rec, index)) {
+		memset(plain, 0, OBJECT_BLOCK_SIZE);
+		return 0;
+	}
+	return read_blocks(vfs, node, index, 1, plain);
+}
+
+/* Make room for blocks up to new_size before writing them (crash ordering rule 2). */
+static int extend_record(struct vfs *vfs, struct vnode *node, uint64_t new_size)
+{
+	uint64_t old_blocks = object_block_count(node->rec.size);
+	uint64_t new_blocks = object_block_count(new_size);
+	uint64_t max_len = (uint64_t)object_block_offset(vfs->cipher, new_blocks);
+	int err = extent_add(&node->rec, old_blocks, new_blocks);
+
+	if (err)
+		return err;
+	node->rec.size = new_size;
+	if (max_len > node->rec.object_max_len)
+		node->rec.object_max_len = max_len;
+	return node_save(vfs, node);
+}
+
+/* Keep the hole list within META_HOLES_MAX by writing zeros into the shortest holes. */
+static int bound_holes(struct vfs *vfs, struct vnode *node)
+{
+	uint8_t *zeros = scratch_get(SCRATCH_BLOCK, CHUNK_BLOCKS * OBJECT_BLOCK_SIZE);
+	if (!zeros)
+		return -ENOMEM;
+	while (node->rec.hole_count > META_HOLES_MAX) {
+		struct meta_extent hole = node->rec.holes[extent_smallest(&node->rec)];
+		for (uint64_t i = hole.start; i < hole.end; i += CHUNK_BLOCKS) {
+			uint64_t n = hole.end - i < CHUNK_BLOCKS ? hole.end - i : CHUNK_BLOCKS;
+			memset(zeros, 0, (size_t)n * OBJECT_BLOCK_SIZE);
+			int err = write_blocks(vfs, node, i, n, zeros);
+			if (err)
+				return err;
+		}
+		int err = extent_remove(&node->rec, hole.start, hole.end);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int do_write(struct vfs *vfs, struct vnode *node, const uint8_t *in, size_t size, off_t off)
+{
+	uint64_t start = (uint64_t)off, end = start + size;
+	uint8_t *plain;
+	int err = 0;
+
+	if (size == 0)
+		return 0;
+	if (end > FILE_SIZE_MAX || end < start)
+		return -EFBIG;
+	pthread_rwlock_wrlock(&node->lock);
+	if (node->object_error || node->object_fd < 0) {
+		err = node->object_error ? node->object_error : -EBADF;
+		goto out_unlock;
+	}
+	plain = scratch_get(SCRATCH_BLOCK, CHUNK_BLOCKS * OBJECT_BLOCK_SIZE);
+	if (!plain) {
+		err = -ENOMEM;
+		goto out_unlock;
+	}
+	uint64_t first = start / OBJECT_BLOCK_SIZE;
+	uint64_t last = (end - 1) / OBJECT_BLOCK_SIZE;
+	uint64_t old_size = node->rec.size;
+
+	for (uint64_t chunk = first; chunk <= last; chunk += CHUNK_BLOCKS) {
+		uint64_t count = last - chunk + 1 < CHUNK_BLOCKS ? last - chunk + 1 : CHUNK_BLOCKS;
+		uint64_t chunk_start = chunk * OBJECT_BLOCK_SIZE;
+		uint64_t chunk_end = (chunk + count) * OBJECT_BLOCK_SIZE;
+		uint64_t from = start > chunk_start ? start : chunk_start;
+		uint64_t to = end < chunk_end ? end : chunk_end;
+
+		/* Partial first and last blocks keep their other bytes. */
+		if (from % OBJECT_BLOCK_SIZE)
+			err = current_block(vfs, node, chunk, plain);
+		if (!err && to % OBJECT_BLOCK_SIZE && (count > 1 || !(from % OBJECT_BLOCK_SIZE)))
+			err = current_block(vfs, node, chunk + count - 1,
+					    plain + (count - 1) * OBJECT_BLOCK_SIZE);
+		if (err)
+			goto out_unlock;
+		memcpy(plain + (from - chunk_start), in + (from - start), (size_t)(to - from));
+		if (to > node->rec.size) {
+			err = extend_record(vfs, node, to);
+			if (err)
+				goto out_unlock;
+		}
+		err = write_blocks(vfs, node, chunk, count, plain);
+		if (err)
+			goto out_failed;
+		err = extent_remove(&node->rec, chunk, chunk + count);
+		if (err)
+			goto out_failed;
+	}
+	err = bound_holes(vfs, node);
+	node_time_now(&node->rec.mtime);
+	node->rec.ctime = node->rec.mtime;
+	node->dirty = true;
+	goto out_unlock;
+
+out_failed:
+	/* The blocks may be torn: forget the part of the write that extended the file.
+	 * The stored record still lists them as holes. */
+	if (node->rec.size > old_size) {
+		uint64_t keep = object_block_count(old_size);
+		node->rec.size = old_size;
+		if (extent_remove(&node->rec, keep, UINT64_MAX) != 0)
+			node->object_error = -EIO;  /* cannot happen: removal at the end never splits */
+		node->dirty = true;
+	}
+out_unlock:
+	pthread_rwlock_unlock(&node->lock);
+	return err;
+}
+
+static int resize(struct vfs *vfs, struct vnode *node, uint64_t size)
+{
+	uint64_t old_size = node->rec.size;
+	uint64_t blocks = object_block_count(size);
+	int err = 0;
+
+	if (size > old_size) {
+		err = extend_record(vfs, node, size);
+	} else if (size < old_size) {
+		uint64_t tail = size % OBJECT_BLOCK_SIZE;
+		if (tail && !extent_is_hole(&node->rec, blocks - 1)) {
+			uint8_t *plain = scratch_get(SCRATCH_BLOCK, CHUNK_BLOCKS * OBJECT_BLOCK_SIZE);
+			if (!plain)
+				return -ENOMEM;
+			err = read_blocks(vfs, node, blocks - 1, 1, plain);
+			if (!err) {
+				memset(plain + tail, 0, OBJECT_BLOCK_SIZE - tail);
+				err = write_blocks(vfs, node, blocks - 1, 1, plain);
+			}
+			if (err)
+				return err;
+		}
+		err = extent_remove(&node->rec, blocks, UINT64_MAX);
+		if (err)
+			return err;
+		node->rec.size = size;
+		err = node_save(vfs, node);
+		if (err)
+			return err;
+		off_t length = object_block_offset(vfs->cipher, blocks);
+		if (ftruncate(node->object_fd, length) != 0)
+			return -errno;
+		node->rec.object_max_len = (uint64_t)length;
+		node->dirty = true;
+	}
+	return err;
+}
+
+int file_truncate(struct vfs *vfs, struct vnode *node, uint64_t size)
+{
+	int err;
+
+	if (size > FILE_SIZE_MAX)
+		return -EFBIG;
+	err = attach(vfs, node);
+	if (err)
+		return err;
+	err = resize(vfs, node, size);
+	if (node->opens == 0)
+		detach(node);
+	return err;
+}
+
+int do_open(struct vfs *vfs, struct vnode *node, int flags)
+{
+	int err = 0;
+
+	(void)flags;
+	pthread_rwlock_wrlock(&node->lock);
+	if (S_ISREG(node->rec.mode)) {
+		err = attach(vfs, node);
+		/* A damaged object still opens: its reads and writes fail with EIO. */
+		if (err == -EIO)
+			err = 0;
+	}
+	if (!err) {
+		pthread_mutex_lock(&vfs->table_lock);
+		node->opens++;
+		pthread_mutex_unlock(&vfs->table_lock);
+	}
+	pthread_rwlock_unlock(&node->lock);
+	return err;
+}
+
+int do_flush(struct vfs *vfs, struct vnode *node)
+{
+	int err = 0;
+
+	pthread_rwlock_wrlock(&node->lock);
+	if (node->dirty && !vfs->read_only)
+		err = node_save(vfs, node);
+	pthread_rwlock_unlock(&node->lock);
+	return err;
+}
+
+int do_release(struct vfs *vfs, struct vnode *node)
+{
+	int err = 0;
+
+	pthread_rwlock_wrlock(&node->lock);
+	pthread_mutex_lock(&vfs->table_lock);
+	uint32_t left = --node->opens;
+	pthread_mutex_unlock(&vfs->table_lock);
+	if (left == 0) {
+		if (node->dirty && !vfs->read_only)
+			err = node_save(vfs, node);
+		detach(node);
+	}
+	pthread_rwlock_unlock(&node->lock);
+	return err;
+}
+
+int do_fsync(struct vfs *vfs, struct vnode *node, bool datasync)
+{
+	int err = 0;
+
+	pthread_rwlock_wrlock(&node->lock);
+	/* Data first, then the record that makes it reachable, then the store. */
+	if (node->object_fd >= 0 && (datasync ? fdatasync(node->object_fd) : fsync(node->object_fd)))
+		err = -errno;
+	if (!err && node->dirty && !vfs->read_only)
+		err = node_save(vfs, node);
+	pthread_rwlock_unlock(&node->lock);
+	if (!err && !vfs->read_only)
+		err = store_sync(vfs->vault->store);
+	return err;
+}

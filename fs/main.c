@@ -1,0 +1,362 @@
+/*
+ * vaultfs: mounts one vault with FUSE. Parses options, gets the key from its source,
+ * opens and checks the vault (every refusal here is one clear line on stderr), mounts,
+ * then serves requests on several threads until unmounted.
+ */
+#include "fs/vaultfs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/keysource.h"
+#include "lib/log.h"
+#include "lib/secret.h"
+#include "lib/vault.h"
+
+struct options {
+	char *keyfile;
+	char *cipher;
+	char *budget_limit;
+	char *max_threads;
+	int ephemeral;
+	int read_only;
+	int foreground;
+	int debug;
+	int help;
+	int version;
+	char *vault_dir;
+	char *mountpoint;
+};
+
+enum { KEY_FOREGROUND, KEY_DEBUG, KEY_HELP, KEY_VERSION, KEY_RO };
+
+#define OPTION(template, field) { template, offsetof(struct options, field), 1 }
+static const struct fuse_opt option_spec[] = {
+	OPTION("keyfile=%s", keyfile),
+	OPTION("cipher=%s", cipher),
+	OPTION("budget_limit=%s", budget_limit),
+	OPTION("max_threads=%s", max_threads),
+	OPTION("ephemeral", ephemeral),
+	FUSE_OPT_KEY("ro", KEY_RO),
+	FUSE_OPT_KEY("-f", KEY_FOREGROUND),
+	FUSE_OPT_KEY("-d", KEY_DEBUG),
+	FUSE_OPT_KEY("debug", KEY_DEBUG),
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_END,
+};
+
+static const char usage_text[] =
+	"usage: vaultfs [-f] [-d] [-o OPTION[,OPTION...]] DIR MOUNTPOINT\n"
+	"\n"
+	"  -f                  stay in the foreground, log to stderr\n"
+	"  -d                  foreground with FUSE request tracing\n"
+	"  -o keyfile=FILE     development key file made by 'vaultctl init'\n"
+	"  -o ephemeral        fresh in-memory key for an empty DIR (unrecoverable after unmount)\n"
+	"  -o cipher=NAME      cipher of an ephemeral vault: aes-256-gcm or xchacha20-poly1305\n"
+	"  -o ro               read-only mount\n"
+	"  -o allow_other      let other users use the mount (access is still checked)\n"
+	"  -o auto_unmount     unmount when the daemon exits\n"
+	"  -o max_threads=N    request threads (default 10)\n"
+	"  -o budget_limit=N   lower the per-file-key encryption limit (testing)\n"
+	"default_permissions is always on. Unmount with 'fusermount3 -u MOUNTPOINT'.\n";
+
+static int option_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct options *opts = data;
+
+	(void)outargs;
+	switch (key) {
+	case FUSE_OPT_KEY_NONOPT:
+		if (!opts->vault_dir) {
+			opts->vault_dir = strdup(arg);
+			return 0;
+		}
+		if (!opts->mountpoint) {
+			opts->mountpoint = strdup(arg);
+			return 0;
+		}
+		fprintf(stderr, "vaultfs: unexpected argument '%s'\n", arg);
+		return -1;
+	case KEY_RO:
+		opts->read_only = 1;
+		return 1;  /* the kernel needs it too */
+	case KEY_FOREGROUND:
+		opts->foreground = 1;
+		return 0;
+	case KEY_DEBUG:
+		opts->foreground = 1;
+		opts->debug = 1;
+		return 1;
+	case KEY_HELP:
+		opts->help = 1;
+		return 0;
+	case KEY_VERSION:
+		opts->version = 1;
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+/* One line on stderr: "vaultfs: <message>: <hint>". Returns 1, the exit status. */
+static int __attribute__((format(printf, 2, 3))) fail(const char *hint, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("vaultfs: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (hint)
+		fprintf(stderr, ": %s", hint);
+	fputc('\n', stderr);
+	return 1;
+}
+
+/* The mountpoint must be an existing directory that is not already a mount. */
+static int check_mountpoint(const char *path)
+{
+	char parent[PATH_MAX];
+	struct stat st, up;
+
+	if (stat(path, &st) != 0) {
+		if (errno == ENOTCONN)
+			return fail("run 'fusermount3 -u' on it first",
+				    "mountpoint '%s' is a dead mount", path);
+		return fail("create the directory first", "mountpoint '%s' does not exist", path);
+	}
+	if (!S_ISDIR(st.st_mode))
+		return fail(NULL, "mountpoint '%s' is not a directory", path);
+	if (snprintf(parent, sizeof(parent), "%s/..", path) >= (int)sizeof(parent))
+		return fail(NULL, "mountpoint '%s' is too long", path);
+	if (stat(parent, &up) == 0 && (up.st_dev != st.st_dev || up.st_ino == st.st_ino))
+		return fail("unmount it first",
+			    "mountpoint '%s' is busy: something is mounted there already", path);
+	return 0;
+}
+
+static int open_keys(const struct options *opts, struct keysource **keys)
+{
+	int err;
+
+	if (opts->ephemeral && opts->keyfile)
+		return fail(NULL, "options keyfile= and ephemeral exclude each other");
+	if (opts->ephemeral) {
+		err = keysource_ephemeral_new(keys);
+		return err ? fail(NULL, "cannot make an ephemeral key: %s", strerror(-err)) : 0;
+	}
+	if (!opts->keyfile)
+		return fail("pass -o keyfile=FILE or -o ephemeral", "no key source");
+	err = keysource_keyfile_open(keys, opts->keyfile);
+	switch (err) {
+	case 0:
+		log_warn("key file '%s' is a development key source: do not use it for real data",
+			 opts->keyfile);
+		return 0;
+	case -ENOENT:
+		return fail(NULL, "key file '%s' does not exist", opts->keyfile);
+	case -EPERM:
+		return fail("it must be yours with mode 0600 (chmod 600)",
+			    "key file '%s' has loose permissions or another owner", opts->keyfile);
+	case -EBADMSG:
+		return fail(NULL, "'%s' is not a vaultfs key file", opts->keyfile);
+	default:
+		return fail(strerror(-err), "cannot read key file '%s'", opts->keyfile);
+	}
+}
+
+static int create_ephemeral(const struct options *opts, struct keysource *keys)
+{
+	enum crypto_cipher cipher = crypto_cipher_default();
+	int err;
+
+	if (opts->cipher && crypto_cipher_from_name(&cipher, opts->cipher) != 0)
+		return fail("use aes-256-gcm or xchacha20-poly1305",
+			    "unknown cipher '%s'", opts->cipher);
+	if (!crypto_cipher_available(cipher))
+		return fail("use xchacha20-poly1305",
+			    "cipher '%s' is not supported by this CPU", crypto_cipher_name(cipher));
+	err = vault_create(opts->vault_dir, cipher, VAULT_FLAG_EPHEMERAL, keys, getuid(), getgid());
+	if (err == -ENOTEMPTY)
+		return fail("an ephemeral vault needs an empty or missing directory",
+			    "'%s' is not empty", opts->vault_dir);
+	if (err)
+		return fail(strerror(-err),
+			    "cannot create the ephemeral vault in '%s'", opts->vault_dir);
+	return 0;
+}
+
+static int open_vault(const struct options *opts, struct keysource *keys, struct vault **vault)
+{
+	int err = vault_open(vault, opts->vault_dir, keys,
+			     opts->read_only ? VAULT_OPEN_READ_ONLY : 0);
+	switch (err) {
+	case 0:
+		break;
+	case -ENOENT:
+		return fail("no vaultfs.header found (create one with 'vaultctl init')",
+			    "'%s' is not a vault", opts->vault_dir);
+	case -EKEYREJECTED:
+		return fail("the key does not match the vault's key check",
+			    "wrong key for vault '%s'", opts->vault_dir);
+	case -EPROTONOSUPPORT:
+		return fail("it was made by a newer vaultfs",
+			    "vault '%s' has an unsupported format version", opts->vault_dir);
+	case -EBADMSG:
+		return fail("its header or metadata was altered or damaged",
+			    "vault '%s' failed authentication", opts->vault_dir);
+	default:
+		return fail(strerror(-err), "cannot open vault '%s'", opts->vault_dir);
+	}
+	if (flock((*vault)->dir_fd, LOCK_EX | LOCK_NB) != 0) {
+		vault_close(*vault);
+		*vault = NULL;
+		return fail("unmount it before mounting it again",
+			    "vault '%s' is already mounted", opts->vault_dir);
+	}
+	return 0;
+}
+
+static int parse_count(const char *text, const char *name, uint64_t min, uint64_t max,
+		       uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long value = strtoull(text, &end, 10);
+	if (errno || *end || end == text || value < min || value > max)
+		return fail("see vaultfs(8)", "option %s has a bad value", name);
+	*out = value;
+	return 0;
+}
+
+static int serve(struct vfs *vfs, struct fuse_args *args, const struct options *opts)
+{
+	struct fuse_loop_config *loop = NULL;
+	struct fuse_session *session;
+	uint64_t threads = 10;
+	int status = 1;
+
+	if (opts->max_threads && parse_count(opts->max_threads, "max_threads", 1, 256, &threads))
+		return 1;
+	session = fuse_session_new(args, &vaultfs_ops, sizeof(vaultfs_ops), vfs);
+	if (!session)
+		return fail("check the -o options", "cannot start the FUSE session");
+	vfs->session = session;
+	if (fuse_set_signal_handlers(session) != 0)
+		goto out_destroy;
+	if (fuse_session_mount(session, opts->mountpoint) != 0) {
+		fail("see the message above", "cannot mount on '%s'", opts->mountpoint);
+		goto out_signals;
+	}
+	if (fuse_daemonize(opts->foreground) != 0)
+		goto out_unmount;
+	if (!opts->foreground)
+		log_init("vaultfs", true, LOG_INFO);
+	if (flusher_start(vfs) != 0)
+		goto out_unmount;
+	loop = fuse_loop_cfg_create();
+	if (!loop)
+		goto out_flusher;
+	fuse_loop_cfg_set_max_threads(loop, (unsigned int)threads);
+	fuse_loop_cfg_set_idle_threads(loop, (unsigned int)(threads < 4 ? threads : 4));
+	log_info("vault mounted");
+	status = fuse_session_loop_mt(session, loop) == 0 ? 0 : 1;
+	fuse_loop_cfg_destroy(loop);
+out_flusher:
+	flusher_stop(vfs);
+out_unmount:
+	fuse_session_unmount(session);
+out_signals:
+	fuse_remove_signal_handlers(session);
+out_destroy:
+	fuse_session_destroy(session);
+	vfs->session = NULL;
+	return status;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct options opts = { 0 };
+	struct keysource *keys = NULL;
+	struct vault *vault = NULL;
+	struct vfs vfs;
+	int status = 1;
+
+	log_init("vaultfs", false, LOG_INFO);
+	if (fuse_opt_parse(&args, &opts, option_spec, option_proc) != 0) {
+		fputs(usage_text, stderr);
+		return 2;
+	}
+	if (opts.help) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (opts.version) {
+		printf("vaultfs %s (libfuse %s)\n", VAULTFS_VERSION, fuse_pkgversion());
+		return 0;
+	}
+	if (!opts.vault_dir || !opts.mountpoint) {
+		fputs(usage_text, stderr);
+		return 2;
+	}
+	if (secret_init() != 0 || secret_harden_process() != 0)
+		return fail(NULL, "cannot initialise secret memory");
+	if (check_mountpoint(opts.mountpoint) || open_keys(&opts, &keys))
+		goto out_free;
+	if (opts.ephemeral && create_ephemeral(&opts, keys))
+		goto out_keys;
+	if (open_vault(&opts, keys, &vault))
+		goto out_keys;
+	if (vfs_init(&vfs, vault, keys, opts.read_only) != 0) {
+		fail(NULL, "out of memory");
+		goto out_vault;
+	}
+	if (opts.budget_limit &&
+	    parse_count(opts.budget_limit, "budget_limit", 1, OBJECT_MAX_ENCRYPTIONS,
+			&vfs.budget_limit))
+		goto out_vfs;
+	if (!opts.read_only) {
+		int err = node_reclaim_orphans(&vfs);
+		if (err)
+			log_warn("could not reclaim all orphaned inodes: %s", strerror(-err));
+	}
+	/* Mandatory: with allow_other, the kernel must check modes for every caller. */
+	if (fuse_opt_add_arg(&args, "-odefault_permissions") != 0 ||
+	    fuse_opt_add_arg(&args, "-osubtype=vaultfs") != 0 ||
+	    fuse_opt_add_arg(&args, "-ofsname=vaultfs") != 0)
+		goto out_vfs;
+	status = serve(&vfs, &args, &opts);
+	int err = node_flush_all(&vfs);
+	if (err) {
+		log_error("final metadata flush failed: %s", strerror(-err));
+		status = 1;
+	}
+out_vfs:
+	vfs_release(&vfs);
+out_vault:
+	vault_close(vault);
+out_keys:
+	keysource_free(keys);
+out_free:
+	free(opts.keyfile);
+	free(opts.cipher);
+	free(opts.budget_limit);
+	free(opts.max_threads);
+	free(opts.vault_dir);
+	free(opts.mountpoint);
+	fuse_opt_free_args(&args);
+	return status;
+}

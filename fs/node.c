@@ -1,0 +1,530 @@
+/*
+ * The in-memory inode table: one struct vnode per inode the kernel knows about or a
+ * request is using. A vnode's record is authoritative while it lives; changes reach the
+ * store at once for namespace operations and lazily (flush, fsync, release, the flusher
+ * thread) for data writes. An inode with no names left is deleted when its last
+ * reference goes.
+ */
+#include "fs/vaultfs.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/extent.h"
+#include "lib/log.h"
+#include "lib/vault.h"
+
+#define TABLE_INITIAL_SIZE 1024
+#define FLUSH_INTERVAL_SECONDS 5
+
+static size_t bucket_of(const struct vfs *vfs, uint64_t ino)
+{
+	/* Fibonacci hashing spreads sequential inode numbers. */
+	return (size_t)((ino * UINT64_C(0x9E3779B97F4A7C15)) >> 20) & (vfs->table_size - 1);
+}
+
+int vfs_init(struct vfs *vfs, struct vault *vault, struct keysource *keys, bool read_only)
+{
+	memset(vfs, 0, sizeof(*vfs));
+	vfs->vault = vault;
+	vfs->keys = keys;
+	vfs->cipher = (enum crypto_cipher)vault->header.cipher;
+	vfs->stride = object_block_stride(vfs->cipher);
+	vfs->read_only = read_only;
+	vfs->budget_limit = OBJECT_MAX_ENCRYPTIONS;
+	vfs->entry_timeout = 3600.0;
+	vfs->table_size = TABLE_INITIAL_SIZE;
+	vfs->table = calloc(vfs->table_size, sizeof(*vfs->table));
+	if (!vfs->table)
+		return -ENOMEM;
+	pthread_mutex_init(&vfs->table_lock, NULL);
+	pthread_mutex_init(&vfs->flusher_lock, NULL);
+	pthread_cond_init(&vfs->flusher_wake, NULL);
+	return 0;
+}
+
+static void vnode_free(struct vnode *node)
+{
+	if (node->object_fd >= 0)
+		close(node->object_fd);
+	object_key_free(node->key);
+	meta_inode_release(&node->rec);
+	pthread_rwlock_destroy(&node->lock);
+	free(node);
+}
+
+void vfs_release(struct vfs *vfs)
+{
+	for (size_t i = 0; i < vfs->table_size; i++) {
+		struct vnode *node = vfs->table[i];
+		while (node) {
+			struct vnode *next = node->next;
+			vnode_free(node);
+			node = next;
+		}
+	}
+	free(vfs->table);
+	vfs->table = NULL;
+	pthread_mutex_destroy(&vfs->table_lock);
+	pthread_mutex_destroy(&vfs->flusher_lock);
+	pthread_cond_destroy(&vfs->flusher_wake);
+}
+
+static struct vnode *table_find(struct vfs *vfs, uint64_t ino)
+{
+	struct vnode *node = vfs->table[bucket_of(vfs, ino)];
+	while (node && node->ino != ino)
+		node = node->next;
+	return node;
+}
+
+static void table_grow(struct vfs *vfs)
+{
+	size_t old_size = vfs->table_size;
+	struct vnode **old = vfs->table;
+	struct vnode **grown = calloc(old_size * 2, sizeof(*grown));
+
+	if (!grown)
+		return;  /* a longer chain is still correct */
+	vfs->table = grown;
+	vfs->table_size = old_size * 2;
+	for (size_t i = 0; i < old_size; i++) {
+		struct vnode *node = old[i];
+		while (node) {
+			struct vnode *next = node->next;
+			size_t b = bucket_of(vfs, node->ino);
+			node->next = grown[b];
+			grown[b] = node;
+			node = next;
+		}
+	}
+	free(old);
+}
+
+static void table_insert(struct vfs *vfs, struct vnode *node)
+{
+	if (vfs->table_count >= vfs->table_size)
+		table_grow(vfs);
+	size_t b = bucket_of(vfs, node->ino);
+	node->next = vfs->table[b];
+	vfs->table[b] = node;
+	vfs->table_count++;
+}
+
+static void table_remove(struct vfs *vfs, struct vnode *node)
+{
+	struct vnode **link = &vfs->table[bucket_of(vfs, node->ino)];
+	while (*link != node)
+		link = &(*link)->next;
+	*link = node->next;
+	vfs->table_count--;
+}
+
+static struct vnode *vnode_alloc(void)
+{
+	struct vnode *node = calloc(1, sizeof(*node));
+	if (!node)
+		return NULL;
+	pthread_rwlock_init(&node->lock, NULL);
+	node->object_fd = -1;
+	return node;
+}
+
+/* Insert node unless ino is there already; returns the pinned vnode in the table. */
+static struct vnode *table_adopt(struct vfs *vfs, struct vnode *node)
+{
+	pthread_mutex_lock(&vfs->table_lock);
+	struct vnode *existing = table_find(vfs, node->ino);
+	if (existing) {
+		existing->pins++;
+		pthread_mutex_unlock(&vfs->table_lock);
+		vnode_free(node);
+		return existing;
+	}
+	node->pins = 1;
+	table_insert(vfs, node);
+	pthread_mutex_unlock(&vfs->table_lock);
+	return node;
+}
+
+int node_get(struct vfs *vfs, uint64_t ino, struct vnode **out)
+{
+	struct meta_txn *txn;
+	struct vnode *node;
+	int err;
+
+	pthread_mutex_lock(&vfs->table_lock);
+	node = table_find(vfs, ino);
+	if (node) {
+		node->pins++;
+		pthread_mutex_unlock(&vfs->table_lock);
+		*out = node;
+		return 0;
+	}
+	pthread_mutex_unlock(&vfs->table_lock);
+
+	node = vnode_alloc();
+	if (!node)
+		return -ENOMEM;
+	node->ino = ino;
+	err = meta_txn_begin(vfs->vault->meta, false, &txn);
+	if (err)
+		goto out_free;
+	err = meta_inode_get(txn, ino, &node->rec);
+	meta_txn_abort(txn);
+	if (err == -EBADMSG) {
+		log_error("inode %llu: metadata record failed authentication",
+			  (unsigned long long)ino);
+		err = -EIO;
+	}
+	if (err)
+		goto out_free;
+	*out = table_adopt(vfs, node);
+	return 0;
+
+out_free:
+	vnode_free(node);
+	return err;
+}
+
+int node_new(struct vfs *vfs, const struct meta_inode *rec, struct vnode **out)
+{
+	struct vnode *node = vnode_alloc();
+	int err;
+
+	if (!node)
+		return -ENOMEM;
+	node->ino = rec->ino;
+	err = meta_inode_copy(&node->rec, rec);
+	if (err) {
+		vnode_free(node);
+		return err;
+	}
+	*out = table_adopt(vfs, node);
+	return 0;
+}
+
+void node_lookup_ref(struct vfs *vfs, struct vnode *node)
+{
+	pthread_mutex_lock(&vfs->table_lock);
+	node->nlookup++;
+	pthread_mutex_unlock(&vfs->table_lock);
+}
+
+static bool unreferenced(const struct vnode *node)
+{
+	return node->nlookup == 0 && node->opens == 0;
+}
+
+void node_put(struct vfs *vfs, struct vnode *node)
+{
+	pthread_mutex_lock(&vfs->table_lock);
+	bool last = node->pins == 1 && unreferenced(node);
+	pthread_mutex_unlock(&vfs->table_lock);
+
+	if (last) {
+		/* Still pinned by us, so a concurrent node_get finds this vnode, and sees the
+		 * state we store here, rather than reading a stale record. */
+		pthread_rwlock_wrlock(&node->lock);
+		if (node->unlinked && !node->removed) {
+			if (!vfs->read_only)
+				(void)node_destroy(vfs, node);
+		} else if (node->dirty && !node->removed) {
+			(void)node_save(vfs, node);
+		}
+		pthread_rwlock_unlock(&node->lock);
+	}
+
+	pthread_mutex_lock(&vfs->table_lock);
+	node->pins--;
+	bool gone = node->pins == 0 && unreferenced(node) && (!node->dirty || node->removed);
+	if (gone)
+		table_remove(vfs, node);
+	pthread_mutex_unlock(&vfs->table_lock);
+	if (gone)
+		vnode_free(node);
+}
+
+void node_forget(struct vfs *vfs, uint64_t ino, uint64_t nlookup)
+{
+	pthread_mutex_lock(&vfs->table_lock);
+	struct vnode *node = table_find(vfs, ino);
+	if (!node) {
+		pthread_mutex_unlock(&vfs->table_lock);
+		return;
+	}
+	node->nlookup = nlookup > node->nlookup ? 0 : node->nlookup - nlookup;
+	node->pins++;
+	pthread_mutex_unlock(&vfs->table_lock);
+	node_put(vfs, node);
+}
+
+int node_save(struct vfs *vfs, struct vnode *node)
+{
+	struct meta_txn *txn;
+	int err;
+
+	if (node->removed)
+		return 0;
+	err = meta_txn_begin(vfs->vault->meta, true, &txn);
+	if (err)
+		return err;
+	err = meta_inode_put(txn, &node->rec);
+	if (err) {
+		meta_txn_abort(txn);
+		return err;
+	}
+	err = meta_txn_commit(txn);
+	if (!err) {
+		node->dirty = false;
+		node->budget_pending = 0;
+	}
+	return err;
+}
+
+int node_destroy(struct vfs *vfs, struct vnode *node)
+{
+	struct meta_txn *txn;
+	int err;
+
+	if (node->removed)
+		return 0;
+	err = meta_txn_begin(vfs->vault->meta, true, &txn);
+	if (err)
+		return err;
+	err = meta_inode_del(txn, node->ino);
+	if (err && err != -ENOENT)
+		goto out_abort;
+	err = meta_xattr_del_all(txn, node->ino);
+	if (err && err != -ENOENT)
+		goto out_abort;
+	(void)meta_orphan_del(txn, node->ino);
+	err = meta_txn_commit(txn);
+	if (err)
+		return err;
+	node->removed = true;
+	node->dirty = false;
+	if (S_ISREG(node->rec.mode)) {
+		/* Record first, object second: a crash in between leaves an unreferenced
+		 * object, never a record without its object. */
+		if (node->object_fd >= 0) {
+			close(node->object_fd);
+			node->object_fd = -1;
+		}
+		err = vault_object_unlink(vfs->vault, node->rec.object_id);
+		if (err == -ENOENT)
+			err = 0;
+	}
+	return err;
+
+out_abort:
+	meta_txn_abort(txn);
+	return err;
+}
+
+static int collect_orphan(void *arg, uint64_t ino)
+{
+	struct { uint64_t *inos; size_t count, cap; } *list = arg;
+	if (list->count == list->cap) {
+		size_t cap = list->cap ? list->cap * 2 : 16;
+		uint64_t *grown = realloc(list->inos, cap * sizeof(*grown));
+		if (!grown)
+			return -ENOMEM;
+		list->inos = grown;
+		list->cap = cap;
+	}
+	list->inos[list->count++] = ino;
+	return 0;
+}
+
+int node_reclaim_orphans(struct vfs *vfs)
+{
+	struct { uint64_t *inos; size_t count, cap; } list = { 0 };
+	struct meta_txn *txn;
+	int err;
+
+	err = meta_txn_begin(vfs->vault->meta, false, &txn);
+	if (err)
+		return err;
+	err = meta_orphan_iterate(txn, collect_orphan, &list);
+	meta_txn_abort(txn);
+	for (size_t i = 0; !err && i < list.count; i++) {
+		struct vnode *node;
+		int got = node_get(vfs, list.inos[i], &node);
+		if (got == -ENOENT) {
+			/* Record already gone: only the orphan mark is left. */
+			if (!meta_txn_begin(vfs->vault->meta, true, &txn)) {
+				(void)meta_orphan_del(txn, list.inos[i]);
+				if (meta_txn_commit(txn) != 0)
+					log_warn("inode %llu: orphan mark not cleared",
+						 (unsigned long long)list.inos[i]);
+			}
+			continue;
+		}
+		if (got) {
+			err = got;
+			break;
+		}
+		pthread_rwlock_wrlock(&node->lock);
+		err = node_destroy(vfs, node);
+		pthread_rwlock_unlock(&node->lock);
+		node_put(vfs, node);
+	}
+	if (list.count)
+		log_info("reclaimed %zu unlinked inode(s) left open by an earlier run", list.count);
+	free(list.inos);
+	return err;
+}
+
+int node_flush_all(struct vfs *vfs)
+{
+	struct vnode **dirty = NULL;
+	size_t count = 0, cap = 0;
+	int err = 0;
+
+	pthread_mutex_lock(&vfs->table_lock);
+	for (size_t i = 0; i < vfs->table_size; i++) {
+		for (struct vnode *node = vfs->table[i]; node; node = node->next) {
+			if (!node->dirty)
+				continue;
+			if (count == cap) {
+				size_t grown_cap = cap ? cap * 2 : 64;
+				struct vnode **grown = realloc(dirty, grown_cap * sizeof(*grown));
+				if (!grown)
+					break;
+				dirty = grown;
+				cap = grown_cap;
+			}
+			node->pins++;
+			dirty[count++] = node;
+		}
+	}
+	pthread_mutex_unlock(&vfs->table_lock);
+
+	for (size_t i = 0; i < count; i++) {
+		pthread_rwlock_wrlock(&dirty[i]->lock);
+		if (dirty[i]->dirty) {
+			int saved = node_save(vfs, dirty[i]);
+			if (saved && !err)
+				err = saved;
+		}
+		pthread_rwlock_unlock(&dirty[i]->lock);
+		node_put(vfs, dirty[i]);
+	}
+	free(dirty);
+	int synced = store_sync(vfs->vault->store);
+	return err ? err : synced;
+}
+
+static int compare_by_ino(const void *a, const void *b)
+{
+	const struct vnode *x = *(struct vnode *const *)a, *y = *(struct vnode *const *)b;
+	return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+/* Sorted, without NULLs and repeats; returns how many are left. */
+static int lock_order(struct vnode **sorted, struct vnode **nodes, int count)
+{
+	int n = 0;
+	for (int i = 0; i < count; i++)
+		if (nodes[i])
+			sorted[n++] = nodes[i];
+	qsort(sorted, (size_t)n, sizeof(*sorted), compare_by_ino);
+	int unique = 0;
+	for (int i = 0; i < n; i++)
+		if (!unique || sorted[unique - 1] != sorted[i])
+			sorted[unique++] = sorted[i];
+	return unique;
+}
+
+void node_lock_many(struct vnode **nodes, int count)
+{
+	struct vnode *sorted[4];
+	int n = lock_order(sorted, nodes, count);
+	for (int i = 0; i < n; i++)
+		pthread_rwlock_wrlock(&sorted[i]->lock);
+}
+
+void node_unlock_many(struct vnode **nodes, int count)
+{
+	struct vnode *sorted[4];
+	int n = lock_order(sorted, nodes, count);
+	for (int i = n - 1; i >= 0; i--)
+		pthread_rwlock_unlock(&sorted[i]->lock);
+}
+
+void node_time_now(struct timespec *now)
+{
+	clock_gettime(CLOCK_REALTIME, now);
+}
+
+void node_fill_stat(const struct vfs *vfs, const struct meta_inode *rec, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = rec->ino;
+	st->st_mode = rec->mode;
+	st->st_nlink = rec->nlink;
+	st->st_uid = rec->uid;
+	st->st_gid = rec->gid;
+	st->st_rdev = rec->rdev;
+	st->st_size = (off_t)rec->size;
+	st->st_blksize = OBJECT_BLOCK_SIZE;
+	if (S_ISREG(rec->mode)) {
+		uint64_t data = object_block_count(rec->size) - extent_hole_blocks(rec);
+		st->st_blocks = (blkcnt_t)(data * (OBJECT_BLOCK_SIZE / 512));
+	} else if (S_ISDIR(rec->mode)) {
+		st->st_size = OBJECT_BLOCK_SIZE;
+		st->st_blocks = OBJECT_BLOCK_SIZE / 512;
+	}
+	st->st_atim = rec->atime;
+	st->st_mtim = rec->mtime;
+	st->st_ctim = rec->ctime;
+	(void)vfs;
+}
+
+static void *flusher_main(void *arg)
+{
+	struct vfs *vfs = arg;
+
+	pthread_mutex_lock(&vfs->flusher_lock);
+	while (!vfs->flusher_stop) {
+		struct timespec deadline;
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += FLUSH_INTERVAL_SECONDS;
+		pthread_cond_timedwait(&vfs->flusher_wake, &vfs->flusher_lock, &deadline);
+		if (vfs->flusher_stop)
+			break;
+		pthread_mutex_unlock(&vfs->flusher_lock);
+		int err = node_flush_all(vfs);
+		if (err)
+			log_error("periodic metadata flush failed: %s", strerror(-err));
+		pthread_mutex_lock(&vfs->flusher_lock);
+	}
+	pthread_mutex_unlock(&vfs->flusher_lock);
+	return NULL;
+}
+
+int flusher_start(struct vfs *vfs)
+{
+	int err = pthread_create(&vfs->flusher, NULL, flusher_main, vfs);
+	if (err)
+		return -err;
+	vfs->flusher_running = true;
+	return 0;
+}
+
+void flusher_stop(struct vfs *vfs)
+{
+	if (!vfs->flusher_running)
+		return;
+	pthread_mutex_lock(&vfs->flusher_lock);
+	vfs->flusher_stop = true;
+	pthread_cond_signal(&vfs->flusher_wake);
+	pthread_mutex_unlock(&vfs->flusher_lock);
+	pthread_join(vfs->flusher, NULL);
+	vfs->flusher_running = false;
+}

@@ -1,0 +1,153 @@
+/*
+ * Internals of the vaultfs FUSE daemon: the per-mount state (struct vfs), the in-memory
+ * inode table (struct vnode) and the work functions behind every FUSE callback. Each
+ * do_*() does the work and returns 0 or -errno; ops.c only replies.
+ *
+ * Locking, outermost first: vnode locks (several at once only in inode-number order),
+ * then the metadata write transaction (LMDB's single writer). table_lock guards only
+ * the hash table and reference counts and is never held while taking another lock.
+ */
+#ifndef VAULTFS_FS_H
+#define VAULTFS_FS_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lib/meta.h"
+#include "lib/object.h"
+
+struct keysource;
+struct vault;
+
+struct vnode {
+	uint64_t ino;
+	/* Guarded by vfs.table_lock. */
+	uint64_t nlookup;        /* kernel references (lookup minus forget) */
+	uint32_t pins;           /* references held by requests in flight */
+	uint32_t opens;          /* open file handles */
+	struct vnode *next;      /* hash chain */
+	/* Guarded by lock. */
+	pthread_rwlock_t lock;
+	struct meta_inode rec;   /* authoritative while the vnode exists */
+	bool dirty;              /* rec differs from the store */
+	bool unlinked;           /* no name left; record and object go at last release */
+	bool removed;            /* record already deleted from the store */
+	int object_fd;           /* regular files: -1 until first open */
+	int object_error;        /* non-zero: the object failed its checks, answer -EIO */
+	struct object_key *key;
+	struct object_budget budget;
+	uint32_t budget_pending; /* rec.budget_reserved changed but not yet stored */
+};
+
+struct vfs {
+	struct vault *vault;
+	struct keysource *keys;
+	enum crypto_cipher cipher;
+	size_t stride;                 /* object_block_stride(cipher) */
+	bool read_only;
+	uint64_t budget_limit;         /* OBJECT_MAX_ENCRYPTIONS */
+	double entry_timeout;
+	struct fuse_session *session;
+
+	pthread_mutex_t table_lock;
+	struct vnode **table;
+	size_t table_size;             /* power of two */
+	size_t table_count;
+
+	pthread_t flusher;
+	pthread_mutex_t flusher_lock;
+	pthread_cond_t flusher_wake;
+	bool flusher_stop;
+	bool flusher_running;
+};
+
+/* node.c: the inode table. */
+int vfs_init(struct vfs *vfs, struct vault *vault, struct keysource *keys, bool read_only);
+void vfs_release(struct vfs *vfs);
+/* A pinned vnode for ino, loading its record if needed. Returns 0, -ENOENT, -EIO. */
+int node_get(struct vfs *vfs, uint64_t ino, struct vnode **out);
+/* Drop a pin from node_get/node_new; frees the vnode when nothing references it. */
+void node_put(struct vfs *vfs, struct vnode *node);
+/* Add a pinned vnode for a freshly created record (copied). */
+int node_new(struct vfs *vfs, const struct meta_inode *rec, struct vnode **out);
+void node_lookup_ref(struct vfs *vfs, struct vnode *node);
+void node_forget(struct vfs *vfs, uint64_t ino, uint64_t nlookup);
+/* Store the vnode's record now (write lock held). */
+int node_save(struct vfs *vfs, struct vnode *node);
+/* Store every dirty record and make the store durable. */
+int node_flush_all(struct vfs *vfs);
+/* Lock up to four vnodes (NULLs and repeats allowed) for writing, in inode order. */
+void node_lock_many(struct vnode **nodes, int count);
+void node_unlock_many(struct vnode **nodes, int count);
+/* Delete the record, xattrs and object of an inode with no names left (write lock held
+ * on node, no transaction open). */
+int node_destroy(struct vfs *vfs, struct vnode *node);
+/* Delete orphans left by a killed daemon. */
+int node_reclaim_orphans(struct vfs *vfs);
+void node_fill_stat(const struct vfs *vfs, const struct meta_inode *rec, struct stat *st);
+void node_time_now(struct timespec *now);
+int flusher_start(struct vfs *vfs);
+void flusher_stop(struct vfs *vfs);
+
+/* file.c: regular file contents. */
+int file_create_object(struct vfs *vfs, struct meta_inode *rec);
+int do_open(struct vfs *vfs, struct vnode *node, int flags);
+int do_release(struct vfs *vfs, struct vnode *node);
+int do_read(struct vfs *vfs, struct vnode *node, uint8_t *out, size_t size, off_t off,
+	    size_t *done);
+int do_write(struct vfs *vfs, struct vnode *node, const uint8_t *in, size_t size, off_t off);
+int do_fsync(struct vfs *vfs, struct vnode *node, bool datasync);
+int do_flush(struct vfs *vfs, struct vnode *node);
+/* Change the size (write lock held). */
+int file_truncate(struct vfs *vfs, struct vnode *node, uint64_t size);
+
+/* dir.c: the namespace. */
+int do_lookup(struct vfs *vfs, uint64_t parent, const char *name, struct fuse_entry_param *e);
+int do_mknod(struct vfs *vfs, const struct fuse_ctx *ctx, uint64_t parent, const char *name,
+	     mode_t mode, dev_t rdev, const char *link_target, struct fuse_entry_param *e,
+	     struct vnode **created);
+int do_unlink(struct vfs *vfs, uint64_t parent, const char *name, bool is_dir);
+int do_rename(struct vfs *vfs, uint64_t parent, const char *name, uint64_t newparent,
+	      const char *newname, unsigned int flags);
+int do_link(struct vfs *vfs, uint64_t ino, uint64_t newparent, const char *newname,
+	    struct fuse_entry_param *e);
+int do_readdir(struct vfs *vfs, fuse_req_t req, uint64_t ino, size_t size, off_t off,
+	       char *buf, size_t *used);
+
+/* attr.c: attributes, links, xattrs, statfs. */
+int do_getattr(struct vfs *vfs, uint64_t ino, struct stat *st);
+int do_setattr(struct vfs *vfs, uint64_t ino, const struct stat *attr, int to_set,
+	       struct stat *st);
+int do_readlink(struct vfs *vfs, uint64_t ino, char *buf, size_t size);
+int do_setxattr(struct vfs *vfs, uint64_t ino, const char *name, const char *value,
+		size_t size, int flags);
+int do_getxattr(struct vfs *vfs, uint64_t ino, const char *name, uint8_t **value,
+		size_t *size);
+int do_listxattr(struct vfs *vfs, uint64_t ino, char *buf, size_t size, size_t *needed);
+int do_removexattr(struct vfs *vfs, uint64_t ino, const char *name);
+int do_statfs(struct vfs *vfs, struct statvfs *st);
+
+/* gate.c: the one place every request passes (policy decisions and audit records). */
+enum gate_op {
+	GATE_LOOKUP, GATE_GETATTR, GATE_SETATTR, GATE_READLINK, GATE_MKNOD, GATE_MKDIR,
+	GATE_UNLINK, GATE_RMDIR, GATE_SYMLINK, GATE_RENAME, GATE_LINK, GATE_OPEN, GATE_READ,
+	GATE_WRITE, GATE_FLUSH, GATE_RELEASE, GATE_FSYNC, GATE_OPENDIR, GATE_READDIR,
+	GATE_STATFS, GATE_SETXATTR, GATE_GETXATTR, GATE_LISTXATTR, GATE_REMOVEXATTR,
+	GATE_CREATE, GATE_ACCESS, GATE_COUNT,
+};
+/* Before the work: 0 to proceed, or -errno to refuse the request. */
+int gate_enter(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino);
+/* After the work, with its result (0 or -errno). */
+void gate_leave(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino, int result);
+
+/* ops.c */
+extern const struct fuse_lowlevel_ops vaultfs_ops;
+
+/* Per-thread scratch buffers reused across requests (no allocation per call). */
+uint8_t *scratch_get(int slot, size_t len);
+
+#endif
