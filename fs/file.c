@@ -491,7 +491,10 @@ int do_write(struct vfs *vfs, struct vnode *node, const uint8_t *in, size_t size
 		err = write_blocks(vfs, node, chunk, count, plain);
 		if (err)
 			goto out_failed;
+		uint32_t holes_before = node->rec.hole_count;
 		err = extent_remove(&node->rec, chunk, chunk + count);
+		if (node->rec.hole_count != holes_before || to > old_size)
+			node->attr_stale = true;
 		if (err)
 			goto out_failed;
 	}

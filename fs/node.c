@@ -281,7 +281,6 @@ int node_save(struct vfs *vfs, struct vnode *node)
 	err = meta_txn_commit(txn);
 	if (!err) {
 		node->dirty = false;
-		node->budget_pending = 0;
 	}
 	return err;
 }

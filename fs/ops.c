@@ -367,6 +367,17 @@ static void vfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t
 		fuse_reply_write(req, size);
 }
 
+/* With the writeback cache the kernel keeps its own size and times but not st_blocks:
+ * once written blocks are on their way, have it fetch the attributes again. Only the
+ * attributes (offset < 0), so no page lock is taken and this is safe inside a request. */
+static void refresh_kernel_attributes(struct vfs *vfs, struct vnode *node)
+{
+	if (!node->attr_stale)
+		return;
+	node->attr_stale = false;
+	(void)fuse_lowlevel_notify_inval_inode(vfs->session, node->ino, -1, 0);
+}
+
 static void vfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vfs *vfs = vfs_of(req);
@@ -374,6 +385,8 @@ static void vfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 
 	if (!err)
 		err = do_flush(vfs, handle_of(fi));
+	if (!err)
+		refresh_kernel_attributes(vfs, handle_of(fi));
 	gate_leave(vfs, req, GATE_FLUSH, ino, err);
 	reply_err(req, err);
 }

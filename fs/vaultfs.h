@@ -40,7 +40,7 @@ struct vnode {
 	int object_error;        /* non-zero: the object failed its checks, answer -EIO */
 	struct object_key *key;
 	struct object_budget budget;
-	uint32_t budget_pending; /* rec.budget_reserved changed but not yet stored */
+	bool attr_stale;         /* st_blocks changed since the kernel last fetched it */
 };
 
 struct vfs {

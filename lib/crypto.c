@@ -149,6 +149,17 @@ out_wipe:
 	return ret;
 }
 
+static void aead_key_init(struct crypto_aead_key *aead, enum crypto_cipher cipher,
+			  const uint8_t key[CRYPTO_KEY_LEN])
+{
+	sodium_memzero(aead, sizeof(*aead));
+	aead->cipher = cipher;
+	if (cipher == CRYPTO_AES256GCM)
+		crypto_aead_aes256gcm_beforenm(&aead->aes_state, key);
+	else
+		memcpy(aead->raw, key, CRYPTO_KEY_LEN);
+}
+
 int crypto_aead_key_new(struct crypto_aead_key **out, enum crypto_cipher cipher,
 			const uint8_t key[CRYPTO_KEY_LEN])
 {
@@ -164,12 +175,7 @@ int crypto_aead_key_new(struct crypto_aead_key **out, enum crypto_cipher cipher,
 		return -ENOMEM;
 	if (((uintptr_t)aead & 15) != 0)
 		abort();   /* sodium_malloc broke the alignment the AES state depends on */
-	sodium_memzero(aead, sizeof(*aead));
-	aead->cipher = cipher;
-	if (cipher == CRYPTO_AES256GCM)
-		crypto_aead_aes256gcm_beforenm(&aead->aes_state, key);
-	else
-		memcpy(aead->raw, key, CRYPTO_KEY_LEN);
+	aead_key_init(aead, cipher, key);
 	*out = aead;
 	return 0;
 }
@@ -248,26 +254,24 @@ size_t crypto_seal_overhead(enum crypto_cipher cipher)
 }
 
 /*
- * Prepare the one-use AEAD key of a sealed value: PRF(key, CRYPTO_CTX_SEAL_SUBKEY, salt),
- * computed in secret memory and wiped once the AEAD key schedule holds it.
+ * The one-use AEAD key of a sealed value: PRF(key, CRYPTO_CTX_SEAL_SUBKEY, salt). Sealing
+ * runs for every metadata write, so the subkey and its key schedule live on the stack
+ * (no allocation, no syscalls) and are wiped before returning.
  */
-static int seal_subkey_new(struct crypto_aead_key **out, enum crypto_cipher cipher,
-			   const uint8_t salt[CRYPTO_SEAL_SALT_LEN],
-			   const uint8_t key[CRYPTO_KEY_LEN])
+static int seal_subkey_init(struct crypto_aead_key *aead, enum crypto_cipher cipher,
+			    const uint8_t salt[CRYPTO_SEAL_SALT_LEN],
+			    const uint8_t key[CRYPTO_KEY_LEN])
 {
-	uint8_t *subkey;
+	uint8_t subkey[CRYPTO_KEY_LEN];
 	int ret;
 
-	subkey = sodium_malloc(CRYPTO_KEY_LEN);
-	if (subkey == NULL)
-		return -ENOMEM;
+	if (!crypto_cipher_available(cipher))
+		return -ENOTSUP;
 	ret = crypto_prf(subkey, CRYPTO_KEY_LEN, CRYPTO_CTX_SEAL_SUBKEY, salt,
 			 CRYPTO_SEAL_SALT_LEN, key);
-	if (ret < 0)
-		goto out_free;
-	ret = crypto_aead_key_new(out, cipher, subkey);
-out_free:
-	sodium_free(subkey);
+	if (ret == 0)
+		aead_key_init(aead, cipher, subkey);
+	sodium_memzero(subkey, sizeof(subkey));
 	return ret;
 }
 
@@ -277,7 +281,7 @@ int crypto_seal(uint8_t *out, size_t out_len, const uint8_t *m, size_t m_len,
 {
 	size_t overhead = crypto_seal_overhead(cipher);
 	size_t nonce_len = crypto_nonce_len(cipher);
-	struct crypto_aead_key *subkey;
+	_Alignas(16) struct crypto_aead_key subkey;
 	uint8_t *salt = out;
 	uint8_t *nonce = out + CRYPTO_SEAL_SALT_LEN;
 	int ret;
@@ -287,11 +291,10 @@ int crypto_seal(uint8_t *out, size_t out_len, const uint8_t *m, size_t m_len,
 
 	crypto_random(salt, CRYPTO_SEAL_SALT_LEN);
 	crypto_random(nonce, nonce_len);
-	ret = seal_subkey_new(&subkey, cipher, salt, key);
-	if (ret < 0)
-		return ret;
-	ret = crypto_aead_seal(nonce + nonce_len, m, m_len, ad, ad_len, nonce, subkey);
-	crypto_aead_key_free(subkey);
+	ret = seal_subkey_init(&subkey, cipher, salt, key);
+	if (ret == 0)
+		ret = crypto_aead_seal(nonce + nonce_len, m, m_len, ad, ad_len, nonce, &subkey);
+	sodium_memzero(&subkey, sizeof(subkey));
 	return ret;
 }
 
@@ -303,20 +306,19 @@ int crypto_unseal(uint8_t *m, size_t m_len, const uint8_t *in, size_t in_len,
 	size_t nonce_len = crypto_nonce_len(cipher);
 	const uint8_t *salt = in;
 	const uint8_t *nonce = in + CRYPTO_SEAL_SALT_LEN;
-	struct crypto_aead_key *subkey;
+	_Alignas(16) struct crypto_aead_key subkey;
 	int ret;
 
 	if (overhead == 0 || in_len < overhead || m_len != in_len - overhead)
 		return -EINVAL;
 
-	ret = seal_subkey_new(&subkey, cipher, salt, key);
-	if (ret < 0)
-		goto out_wipe;
+	ret = seal_subkey_init(&subkey, cipher, salt, key);
 	/* crypto_aead_open() wipes m itself on -EBADMSG. */
-	ret = crypto_aead_open(m, nonce + nonce_len, in_len - CRYPTO_SEAL_SALT_LEN - nonce_len,
-			       ad, ad_len, nonce, subkey);
-	crypto_aead_key_free(subkey);
-out_wipe:
+	if (ret == 0)
+		ret = crypto_aead_open(m, nonce + nonce_len,
+				       in_len - CRYPTO_SEAL_SALT_LEN - nonce_len, ad, ad_len,
+				       nonce, &subkey);
+	sodium_memzero(&subkey, sizeof(subkey));
 	if (ret < 0)
 		sodium_memzero(m, m_len);
 	return ret;

@@ -725,6 +725,7 @@ int meta_open(struct meta **out, struct store *store, enum crypto_cipher cipher,
 	size_t len;
 	int ret;
 
+	*out = NULL;
 	ret = meta_new(&meta, store, cipher, vault_id, keys);
 	if (ret < 0)
 		return ret;
