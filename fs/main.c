@@ -333,10 +333,10 @@ int main(int argc, char *argv[])
 		if (err)
 			log_warn("could not reclaim all orphaned inodes: %s", strerror(-err));
 	}
-	/* Mandatory: with allow_other, the kernel must check modes for every caller. */
+	/* default_permissions is mandatory: with allow_other the kernel must check modes for
+	 * every caller. Our fsname and subtype go first so the user's -o may override them. */
 	if (fuse_opt_add_arg(&args, "-odefault_permissions") != 0 ||
-	    fuse_opt_add_arg(&args, "-osubtype=vaultfs") != 0 ||
-	    fuse_opt_add_arg(&args, "-ofsname=vaultfs") != 0)
+	    fuse_opt_insert_arg(&args, 1, "-osubtype=vaultfs,fsname=vaultfs") != 0)
 		goto out_vfs;
 	status = serve(&vfs, &args, &opts);
 	int err = node_flush_all(&vfs);

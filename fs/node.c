@@ -415,7 +415,13 @@ int node_flush_all(struct vfs *vfs)
 		node_put(vfs, dirty[i]);
 	}
 	free(dirty);
-	int synced = store_sync(vfs->vault->store);
+	if (vfs->read_only)
+		return err;
+	/* Object data reaches the disk before the records that point to it, so power loss
+	 * at a flush cannot leave records describing blocks the disk never got. */
+	int synced = syncfs(vfs->vault->objects_fd) == 0 ? 0 : -errno;
+	if (!synced)
+		synced = store_sync(vfs->vault->store);
 	return err ? err : synced;
 }
 
