@@ -43,7 +43,8 @@ struct store_slice {
 #define STORE_READ_ONLY 0x2
 
 /* Open the environment in directory dir. Returns 0, -ENOENT (no store there and no
- * STORE_CREATE), -EACCES, -ENOMEM, -EIO (corrupt), -EROFS. */
+ * STORE_CREATE), -EACCES, -ENOMEM, -EIO (corrupt), -EROFS. LMDB's locks are per process:
+ * open one environment at most once in a process at a time. */
 int store_open(struct store **out, const char *dir, unsigned flags)
 	__attribute__((warn_unused_result));
 /* The map size store_open uses: the largest the store may grow (the file is sparse). */

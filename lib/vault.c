@@ -227,6 +227,19 @@ static int fsync_parent(const char *dir)
 	return ret;
 }
 
+static int fsync_dir_at(int dir_fd, const char *name)
+{
+	int fd, ret = 0;
+
+	fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
 /* 0 when the directory has no entries besides . and .., -ENOTEMPTY otherwise. */
 static int dir_check_empty(int dir_fd)
 {
@@ -335,6 +348,9 @@ int vault_create(const char *dir, enum crypto_cipher cipher, uint32_t flags,
 	if (ret == 0)
 		ret = store_sync(store);
 	store_close(store);
+	/* store_sync makes the data durable, not the names of LMDB's files. */
+	if (ret == 0)
+		ret = fsync_dir_at(dir_fd, VAULT_META_DIR);
 	if (ret < 0)
 		goto out_undo;
 

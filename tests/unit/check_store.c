@@ -1,0 +1,384 @@
+/*
+ * Unit tests of the metadata store: what meta.c relies on from LMDB, seen through the
+ * store contract (errors as -errno, key order, persistence, read-only, map full).
+ */
+#include "lib/store.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests/harness.h"
+
+static char test_dir[64];
+static char store_dir[128];
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	return remove(path);
+}
+
+static void setup(void)
+{
+	strcpy(test_dir, "/tmp/check_store.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(test_dir));
+	snprintf(store_dir, sizeof(store_dir), "%s/meta", test_dir);
+}
+
+static void teardown(void)
+{
+	nftw(test_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static struct store_slice str_slice(const char *s)
+{
+	struct store_slice slice = { .data = s, .len = strlen(s) };
+	return slice;
+}
+
+static bool slice_is(struct store_slice slice, const char *s)
+{
+	return slice.len == strlen(s) && memcmp(slice.data, s, slice.len) == 0;
+}
+
+static void put_str(struct store_txn *txn, enum store_table table, const char *k,
+		    const char *v)
+{
+	ck_assert_int_eq(store_put(txn, table, str_slice(k), str_slice(v), 0), 0);
+}
+
+START_TEST(test_open_missing)
+{
+	struct store *store;
+
+	ck_assert_int_eq(store_open(&store, store_dir, 0), -ENOENT);
+	ck_assert_ptr_null(store);
+	ck_assert_int_eq(store_open(&store, store_dir, STORE_READ_ONLY), -ENOENT);
+	/* An existing but empty directory is no store either. */
+	ck_assert_int_eq(mkdir(store_dir, 0700), 0);
+	ck_assert_int_eq(store_open(&store, store_dir, 0), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_put_get_del)
+{
+	struct store *store;
+	struct store_txn *txn;
+	struct store_slice val;
+
+	ck_assert_int_eq(store_open(&store, store_dir, STORE_CREATE), 0);
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+	put_str(txn, STORE_INODES, "alpha", "one");
+	put_str(txn, STORE_DIRENTS, "alpha", "other table");
+	ck_assert_int_eq(store_get(txn, STORE_INODES, str_slice("alpha"), &val), 0);
+	ck_assert(slice_is(val, "one"));
+	ck_assert_int_eq(store_get(txn, STORE_DIRENTS, str_slice("alpha"), &val), 0);
+	ck_assert(slice_is(val, "other table"));
+	ck_assert_int_eq(store_get(txn, STORE_XATTRS, str_slice("alpha"), &val), -ENOENT);
+	/* Overwrite without the flag, refuse with it. */
+	put_str(txn, STORE_INODES, "alpha", "two");
+	ck_assert_int_eq(store_put(txn, STORE_INODES, str_slice("alpha"), str_slice("three"),
+				   STORE_NO_OVERWRITE), -EEXIST);
+	ck_assert_int_eq(store_get(txn, STORE_INODES, str_slice("alpha"), &val), 0);
+	ck_assert(slice_is(val, "two"));
+	/* Empty values are allowed (orphans). */
+	ck_assert_int_eq(store_put(txn, STORE_ORPHANS, str_slice("x"),
+				   (struct store_slice){ NULL, 0 }, 0), 0);
+	ck_assert_int_eq(store_get(txn, STORE_ORPHANS, str_slice("x"), &val), 0);
+	ck_assert_uint_eq(val.len, 0);
+	ck_assert_int_eq(store_del(txn, STORE_INODES, str_slice("alpha")), 0);
+	ck_assert_int_eq(store_del(txn, STORE_INODES, str_slice("alpha")), -ENOENT);
+	ck_assert_int_eq(store_get(txn, STORE_INODES, str_slice("alpha"), &val), -ENOENT);
+	ck_assert_int_eq(store_txn_commit(txn), 0);
+	store_close(store);
+}
+END_TEST
+
+START_TEST(test_key_limits)
+{
+	struct store *store;
+	struct store_txn *txn;
+	uint8_t key[512];
+	struct store_slice val;
+
+	memset(key, 'k', sizeof(key));
+	ck_assert_int_eq(store_open(&store, store_dir, STORE_CREATE), 0);
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+	ck_assert_int_eq(store_put(txn, STORE_META, (struct store_slice){ key, 511 },
+				   str_slice("v"), 0), 0);
+	ck_assert_int_eq(store_put(txn, STORE_META, (struct store_slice){ key, 512 },
+				   str_slice("v"), 0), -EINVAL);
+	ck_assert_int_eq(store_put(txn, STORE_META, (struct store_slice){ key, 0 },
+				   str_slice("v"), 0), -EINVAL);
+	ck_assert_int_eq(store_get(txn, STORE_META, (struct store_slice){ key, 511 }, &val), 0);
+	/* A refused key does not poison the transaction. */
+	ck_assert_int_eq(store_txn_commit(txn), 0);
+	store_close(store);
+}
+END_TEST
+
+START_TEST(test_abort_discards)
+{
+	struct store *store;
+	struct store_txn *txn;
+	struct store_slice val;
+
+	ck_assert_int_eq(store_open(&store, store_dir, STORE_CREATE), 0);
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+	put_str(txn, STORE_META, "gone", "soon");
+	store_txn_abort(txn);
+	ck_assert_int_eq(store_txn_begin(store, false, &txn), 0);
+	ck_assert_int_eq(store_get(txn, STORE_META, str_slice("gone"), &val), -ENOENT);
+	store_txn_abort(txn);
+	store_close(store);
+}
+END_TEST
+
+START_TEST(test_cursor_order_seek)
+{
+	struct store *store;
+	struct store_txn *txn;
+	struct store_cursor *cursor;
+	struct store_slice k, v;
+	static const char *const keys[] = { "b", "a", "ab", "c", "ba", "\x01", "\xff" };
+	static const char *const sorted[] = { "\x01", "a", "ab", "b", "ba", "c", "\xff" };
+	size_t count;
+
+	ck_assert_int_eq(store_open(&store, store_dir, STORE_CREATE), 0);
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		put_str(txn, STORE_DIRENTS, keys[i], keys[i]);
+	put_str(txn, STORE_XATTRS, "0", "not in dirents");
+	ck_assert_int_eq(store_txn_commit(txn), 0);
+
+	ck_assert_int_eq(store_txn_begin(store, false, &txn), 0);
+	ck_assert_int_eq(store_count(txn, STORE_DIRENTS, &count), 0);
+	ck_assert_uint_eq(count, 7);
+	ck_assert_int_eq(store_count(txn, STORE_ORPHANS, &count), 0);
+	ck_assert_uint_eq(count, 0);
+	ck_assert_int_eq(store_cursor_open(txn, STORE_DIRENTS, &cursor), 0);
+	ck_assert_int_eq(store_cursor_seek(cursor, (struct store_slice){ NULL, 0 }, &k, &v), 0);
+	ck_assert(slice_is(k, sorted[0]));
+	ck_assert(slice_is(v, sorted[0]));
+	for (size_t i = 1; i < sizeof(sorted) / sizeof(sorted[0]); i++) {
+		ck_assert_int_eq(store_cursor_next(cursor, &k, &v), 0);
+		ck_assert(slice_is(k, sorted[i]));
+	}
+	ck_assert_int_eq(store_cursor_next(cursor, &k, &v), -ENOENT);
+	/* Seek lands on the first key >= the target. */
+	ck_assert_int_eq(store_cursor_seek(cursor, str_slice("aa"), &k, &v), 0);
+	ck_assert(slice_is(k, "ab"));
+	ck_assert_int_eq(store_cursor_seek(cursor, str_slice("b"), &k, &v), 0);
+	ck_assert(slice_is(k, "b"));
+	ck_assert_int_eq(store_cursor_next(cursor, &k, &v), 0);
+	ck_assert(slice_is(k, "ba"));
+	ck_assert_int_eq(store_cursor_seek(cursor, str_slice("\xff\x01"), &k, &v), -ENOENT);
+	store_cursor_close(cursor);
+	store_txn_abort(txn);
+	store_close(store);
+}
+END_TEST
+
+START_TEST(test_cursor_del)
+{
+	struct store *store;
+	struct store_txn *txn;
+	struct store_cursor *cursor;
+	struct store_slice k, v;
+	size_t count;
+
+	ck_assert_int_eq(store_open(&store, store_dir, STORE_CREATE), 0);
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+	put_str(txn, STORE_XATTRS, "1a", "");
+	put_str(txn, STORE_XATTRS, "2a", "");
+	put_str(txn, STORE_XATTRS, "2b", "");
+	put_str(txn, STORE_XATTRS, "2c", "");
+	put_str(txn, STORE_XATTRS, "3a", "");
+	ck_assert_int_eq(store_cursor_open(txn, STORE_XATTRS, &cursor), 0);
+	/* Delete every "2" key while walking, as meta_xattr_del_all does. */
+	ck_assert_int_eq(store_cursor_seek(cursor, str_slice("2"), &k, &v), 0);
+	while (((const char *)k.data)[0] == '2') {
+		ck_assert_int_eq(store_cursor_del(cursor), 0);
+		ck_assert_int_eq(store_cursor_next(cursor, &k, &v), 0);
+	}
+	ck_assert(slice_is(k, "3a"));
+	store_cursor_close(cursor);
+	ck_assert_int_eq(store_count(txn, STORE_XATTRS, &count), 0);
+	ck_assert_uint_eq(count, 2);
+	ck_assert_int_eq(store_txn_commit(txn), 0);
+	store_close(store);
+}
+END_TEST
+
+START_TEST(test_reopen_persists)
+{
+	struct store *store;
+	struct store_txn *txn;
+	struct store_slice val;
+
+	ck_assert_int_eq(store_open(&store, store_dir, STORE_CREATE), 0);
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+	put_str(txn, STORE_META, "kept", "value");
+	ck_assert_int_eq(store_txn_commit(txn), 0);
+	ck_assert_int_eq(store_sync(store), 0);
+	store_close(store);
+
+	/* Committed without sync survives a close too (MDB_NOSYNC only skips fsync). */
+	ck_assert_int_eq(store_open(&store, store_dir, 0), 0);
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+	put_str(txn, STORE_META, "also", "kept");
+	ck_assert_int_eq(store_txn_commit(txn), 0);
+	store_close(store);
+
+	ck_assert_int_eq(store_open(&store, store_dir, 0), 0);
+	ck_assert_int_eq(store_txn_begin(store, false, &txn), 0);
+	ck_assert_int_eq(store_get(txn, STORE_META, str_slice("kept"), &val), 0);
+	ck_assert(slice_is(val, "value"));
+	ck_assert_int_eq(store_get(txn, STORE_META, str_slice("also"), &val), 0);
+	ck_assert(slice_is(val, "kept"));
+	store_txn_abort(txn);
+	store_close(store);
+}
+END_TEST
+
+START_TEST(test_read_only)
+{
+	struct store *store;
+	struct store_txn *txn;
+	struct store_slice val;
+
+	ck_assert_int_eq(store_open(&store, store_dir, STORE_CREATE), 0);
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+	put_str(txn, STORE_META, "k", "v");
+	ck_assert_int_eq(store_txn_commit(txn), 0);
+	store_close(store);
+
+	ck_assert_int_eq(store_open(&store, store_dir, STORE_READ_ONLY), 0);
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), -EROFS);
+	ck_assert_ptr_null(txn);
+	ck_assert_int_eq(store_txn_begin(store, false, &txn), 0);
+	ck_assert_int_eq(store_get(txn, STORE_META, str_slice("k"), &val), 0);
+	ck_assert(slice_is(val, "v"));
+	ck_assert_int_eq(store_put(txn, STORE_META, str_slice("k"), str_slice("w"), 0), -EROFS);
+	ck_assert_int_eq(store_del(txn, STORE_META, str_slice("k")), -EROFS);
+	store_txn_abort(txn);
+	ck_assert_int_eq(store_sync(store), 0);
+	store_close(store);
+}
+END_TEST
+
+START_TEST(test_concurrent_readers)
+{
+	struct store *store;
+	struct store_txn *writer, *reader1, *reader2;
+	struct store_slice val;
+
+	ck_assert_int_eq(store_open(&store, store_dir, STORE_CREATE), 0);
+	ck_assert_int_eq(store_txn_begin(store, true, &writer), 0);
+	put_str(writer, STORE_META, "k", "old");
+	ck_assert_int_eq(store_txn_commit(writer), 0);
+
+	/* Two readers in one thread (MDB_NOTLS) and a writer beside them: readers see the
+	 * snapshot they began with. */
+	ck_assert_int_eq(store_txn_begin(store, false, &reader1), 0);
+	ck_assert_int_eq(store_txn_begin(store, false, &reader2), 0);
+	ck_assert_int_eq(store_txn_begin(store, true, &writer), 0);
+	put_str(writer, STORE_META, "k", "new");
+	ck_assert_int_eq(store_txn_commit(writer), 0);
+	ck_assert_int_eq(store_get(reader1, STORE_META, str_slice("k"), &val), 0);
+	ck_assert(slice_is(val, "old"));
+	store_txn_abort(reader1);
+	store_txn_abort(reader2);
+	ck_assert_int_eq(store_txn_begin(store, false, &reader1), 0);
+	ck_assert_int_eq(store_get(reader1, STORE_META, str_slice("k"), &val), 0);
+	ck_assert(slice_is(val, "new"));
+	store_txn_abort(reader1);
+	store_close(store);
+}
+END_TEST
+
+START_TEST(test_map_full)
+{
+	struct store *store;
+	struct store_txn *txn;
+	struct store_slice val;
+	uint8_t value[2048];
+	char key[32];
+	int ret = 0;
+	int i;
+
+	memset(value, 0x5a, sizeof(value));
+	ck_assert_int_eq(store_open_map_size(&store, store_dir, STORE_CREATE, 256 << 10), 0);
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+	put_str(txn, STORE_META, "before", "full");
+	ck_assert_int_eq(store_txn_commit(txn), 0);
+
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+	for (i = 0; i < 1000 && ret == 0; i++) {
+		snprintf(key, sizeof(key), "key-%06d", i);
+		ret = store_put(txn, STORE_INODES, str_slice(key),
+				(struct store_slice){ value, sizeof(value) }, 0);
+	}
+	ck_assert_int_eq(ret, -ENOSPC);
+	/* The transaction is dead: later calls and the commit say so. */
+	ck_assert_int_eq(store_put(txn, STORE_META, str_slice("after"), str_slice("x"), 0),
+			 -ENOSPC);
+	ck_assert_int_eq(store_txn_commit(txn), -ENOSPC);
+
+	/* Nothing of it was committed, and the store still works. */
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+	ck_assert_int_eq(store_get(txn, STORE_INODES, str_slice("key-000000"), &val), -ENOENT);
+	ck_assert_int_eq(store_get(txn, STORE_META, str_slice("before"), &val), 0);
+	put_str(txn, STORE_META, "small", "fits");
+	ck_assert_int_eq(store_txn_commit(txn), 0);
+	store_close(store);
+}
+END_TEST
+
+START_TEST(test_corrupt_file)
+{
+	struct store *store;
+	char path[192];
+	FILE *f;
+
+	ck_assert_int_eq(store_open(&store, store_dir, STORE_CREATE), 0);
+	store_close(store);
+	snprintf(path, sizeof(path), "%s/data.mdb", store_dir);
+	f = fopen(path, "r+");
+	ck_assert_ptr_nonnull(f);
+	/* Wreck both meta pages: LMDB must refuse rather than read garbage. */
+	static const uint8_t junk[8192];
+	ck_assert_uint_eq(fwrite(junk, 1, sizeof(junk), f), sizeof(junk));
+	fclose(f);
+	ck_assert_int_eq(store_open(&store, store_dir, 0), -EIO);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *suite = suite_create("store");
+	TCase *tc = tcase_create("store");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_open_missing);
+	tcase_add_test(tc, test_put_get_del);
+	tcase_add_test(tc, test_key_limits);
+	tcase_add_test(tc, test_abort_discards);
+	tcase_add_test(tc, test_cursor_order_seek);
+	tcase_add_test(tc, test_cursor_del);
+	tcase_add_test(tc, test_reopen_persists);
+	tcase_add_test(tc, test_read_only);
+	tcase_add_test(tc, test_concurrent_readers);
+	tcase_add_test(tc, test_map_full);
+	tcase_add_test(tc, test_corrupt_file);
+	suite_add_tcase(suite, tc);
+	return harness_run(suite);
+}

@@ -1,0 +1,451 @@
+/*
+ * Unit tests of the vault directory: header encoding (known answer), create and open,
+ * refusal of a wrong key, a tampered or truncated header, an unknown format version,
+ * a non-empty or non-vault directory, and object file paths.
+ */
+#include "lib/vault.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/keysource.h"
+#include "lib/meta.h"
+#include "lib/secret.h"
+#include "lib/store.h"
+#include "tests/harness.h"
+
+static char test_dir[64];
+static char vault_dir[128];
+static struct keysource *keys;
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	return remove(path);
+}
+
+static void setup(void)
+{
+	ck_assert_int_eq(secret_init(), 0);
+	strcpy(test_dir, "/tmp/check_vault.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(test_dir));
+	snprintf(vault_dir, sizeof(vault_dir), "%s/v", test_dir);
+	ck_assert_int_eq(keysource_ephemeral_new(&keys), 0);
+}
+
+static void teardown(void)
+{
+	keysource_free(keys);
+	keys = NULL;
+	nftw(test_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void vault_file(char *out, size_t len, const char *name)
+{
+	snprintf(out, len, "%s/%s", vault_dir, name);
+}
+
+static void read_header_bytes(uint8_t out[VAULT_HEADER_LEN])
+{
+	char path[192];
+	int fd;
+
+	vault_file(path, sizeof(path), VAULT_HEADER_FILE);
+	fd = open(path, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(read(fd, out, VAULT_HEADER_LEN), VAULT_HEADER_LEN);
+	close(fd);
+}
+
+static void write_header_bytes(const uint8_t *bytes, size_t len)
+{
+	char path[192];
+	int fd;
+
+	vault_file(path, sizeof(path), VAULT_HEADER_FILE);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, bytes, len), (ssize_t)len);
+	close(fd);
+}
+
+static int try_open(struct keysource *source)
+{
+	struct vault *vault;
+	int ret = vault_open(&vault, vault_dir, source, 0);
+
+	if (ret == 0)
+		vault_close(vault);
+	else
+		ck_assert_ptr_null(vault);
+	return ret;
+}
+
+static const char header_hex[] =
+	"5641554c54465300"                                                  /* magic */
+	"01000000" "02000000" "01000000"                                    /* version, cipher, flags */
+	"0000006500000000"                                                  /* created */
+	"101112131415161718191a1b1c1d1e1f"                                  /* vault id */
+	"0000000000000000000000000000000000000000"                          /* reserved */
+	"a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"  /* key check */
+	"c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"; /* mac */
+
+static void known_header(struct vault_header *header)
+{
+	memset(header, 0, sizeof(*header));
+	header->format_version = 1;
+	header->cipher = CRYPTO_XCHACHA20POLY1305;
+	header->flags = VAULT_FLAG_EPHEMERAL;
+	header->created = 0x65000000;
+	for (int i = 0; i < VAULT_ID_LEN; i++)
+		header->vault_id[i] = (uint8_t)(0x10 + i);
+	for (int i = 0; i < VAULT_CHECK_LEN; i++) {
+		header->key_check[i] = (uint8_t)(0xa0 + i);
+		header->mac[i] = (uint8_t)(0xc0 + i);
+	}
+}
+
+START_TEST(test_header_known_answer)
+{
+	struct vault_header header, decoded;
+	uint8_t expected[VAULT_HEADER_LEN], out[VAULT_HEADER_LEN], bad[VAULT_HEADER_LEN];
+
+	ck_assert_uint_eq(strlen(header_hex), 2 * VAULT_HEADER_LEN);
+	ck_assert_int_eq(crypto_from_hex(expected, sizeof(expected), header_hex,
+					 strlen(header_hex)), 0);
+	known_header(&header);
+	vault_header_encode(out, &header);
+	ck_assert_mem_eq(out, expected, VAULT_HEADER_LEN);
+	ck_assert_int_eq(vault_header_decode(&decoded, expected), 0);
+	ck_assert_mem_eq(&decoded, &header, sizeof(header));
+
+	memcpy(bad, expected, sizeof(bad));
+	bad[0] = 'v';
+	ck_assert_int_eq(vault_header_decode(&decoded, bad), -EBADMSG);
+	memcpy(bad, expected, sizeof(bad));
+	bad[7] = '!';
+	ck_assert_int_eq(vault_header_decode(&decoded, bad), -EBADMSG);
+	for (int i = 44; i < 64; i++) {
+		memcpy(bad, expected, sizeof(bad));
+		bad[i] = 1;
+		ck_assert_int_eq(vault_header_decode(&decoded, bad), -EBADMSG);
+	}
+	memcpy(bad, expected, sizeof(bad));
+	bad[8] = 2;
+	ck_assert_int_eq(vault_header_decode(&decoded, bad), -EPROTONOSUPPORT);
+	memcpy(bad, expected, sizeof(bad));
+	bad[11] = 1;
+	ck_assert_int_eq(vault_header_decode(&decoded, bad), -EPROTONOSUPPORT);
+	/* Unknown ciphers and flags decode, so tools can show them; open refuses them. */
+	memcpy(bad, expected, sizeof(bad));
+	bad[12] = 9;
+	bad[17] = 1;
+	ck_assert_int_eq(vault_header_decode(&decoded, bad), 0);
+	ck_assert_uint_eq(decoded.cipher, 9);
+	ck_assert_uint_eq(decoded.flags, 0x101);
+}
+END_TEST
+
+START_TEST(test_create_open)
+{
+	struct vault_header header;
+	struct vault *vault;
+	struct meta_txn *txn;
+	struct meta_inode root;
+	uint8_t bytes[VAULT_HEADER_LEN], check[VAULT_CHECK_LEN];
+	uint8_t *dek;
+	char path[192];
+	struct stat st;
+
+	ck_assert_int_eq(vault_create(vault_dir, CRYPTO_XCHACHA20POLY1305, VAULT_FLAG_EPHEMERAL,
+				      keys, 1234, 5678), 0);
+	ck_assert_int_eq(stat(vault_dir, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 07777, 0700);
+	vault_file(path, sizeof(path), VAULT_OBJECTS_DIR);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert(S_ISDIR(st.st_mode));
+	ck_assert_uint_eq(st.st_mode & 07777, 0700);
+	vault_file(path, sizeof(path), VAULT_HEADER_FILE);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_size, VAULT_HEADER_LEN);
+	vault_file(path, sizeof(path), VAULT_HEADER_FILE ".tmp");
+	ck_assert_int_eq(access(path, F_OK), -1);
+
+	/* The header is readable without a key. */
+	ck_assert_int_eq(vault_header_read(vault_dir, &header), 0);
+	ck_assert_uint_eq(header.format_version, VAULT_FORMAT_VERSION);
+	ck_assert_uint_eq(header.cipher, CRYPTO_XCHACHA20POLY1305);
+	ck_assert_uint_eq(header.flags, VAULT_FLAG_EPHEMERAL);
+	ck_assert_uint_ge(header.created, 1700000000);
+
+	/* key_check and mac are the documented PRFs of the version-1 DEK. */
+	dek = secret_alloc(CRYPTO_KEY_LEN);
+	ck_assert_ptr_nonnull(dek);
+	ck_assert_int_eq(keysource_get(keys, 1, dek), 0);
+	read_header_bytes(bytes);
+	ck_assert_int_eq(crypto_prf(check, sizeof(check), CRYPTO_CTX_KEY_CHECK, header.vault_id,
+				    VAULT_ID_LEN, dek), 0);
+	ck_assert_mem_eq(bytes + 64, check, VAULT_CHECK_LEN);
+	ck_assert_int_eq(crypto_prf(check, sizeof(check), CRYPTO_CTX_HEADER_MAC, bytes, 96, dek),
+			 0);
+	ck_assert_mem_eq(bytes + 96, check, VAULT_CHECK_LEN);
+	secret_free(dek);
+
+	ck_assert_int_eq(vault_open(&vault, vault_dir, keys, 0), 0);
+	ck_assert_mem_eq(vault->header.vault_id, header.vault_id, VAULT_ID_LEN);
+	ck_assert_ptr_eq(vault->keys, keys);
+	ck_assert_int_eq(meta_txn_begin(vault->meta, false, &txn), 0);
+	ck_assert_int_eq(meta_inode_get(txn, META_ROOT_INO, &root), 0);
+	ck_assert_uint_eq(root.uid, 1234);
+	ck_assert_uint_eq(root.gid, 5678);
+	ck_assert(S_ISDIR(root.mode));
+	meta_inode_release(&root);
+	meta_txn_abort(txn);
+	vault_close(vault);
+
+	/* Read-only open reads but refuses writes. */
+	ck_assert_int_eq(vault_open(&vault, vault_dir, keys, VAULT_OPEN_READ_ONLY), 0);
+	ck_assert_int_eq(meta_txn_begin(vault->meta, true, &txn), -EROFS);
+	ck_assert_int_eq(meta_txn_begin(vault->meta, false, &txn), 0);
+	ck_assert_int_eq(meta_inode_get(txn, META_ROOT_INO, &root), 0);
+	meta_inode_release(&root);
+	meta_txn_abort(txn);
+	vault_close(vault);
+
+	/* A second create on the same directory is refused. */
+	ck_assert_int_eq(vault_create(vault_dir, CRYPTO_XCHACHA20POLY1305, 0, keys, 0, 0),
+			 -ENOTEMPTY);
+	ck_assert_int_eq(try_open(keys), 0);
+}
+END_TEST
+
+START_TEST(test_create_in_empty_dir)
+{
+	ck_assert_int_eq(mkdir(vault_dir, 0755), 0);
+	ck_assert_int_eq(vault_create(vault_dir, crypto_cipher_default(), 0, keys, 0, 0), 0);
+	ck_assert_int_eq(try_open(keys), 0);
+}
+END_TEST
+
+START_TEST(test_create_refuses)
+{
+	char path[192];
+	struct stat st;
+	DIR *d;
+	int entries = 0;
+
+	/* A non-empty directory: refused and left as it was. */
+	ck_assert_int_eq(mkdir(vault_dir, 0700), 0);
+	vault_file(path, sizeof(path), "data.csv");
+	fclose(fopen(path, "w"));
+	ck_assert_int_eq(vault_create(vault_dir, CRYPTO_XCHACHA20POLY1305, 0, keys, 0, 0),
+			 -ENOTEMPTY);
+	d = opendir(vault_dir);
+	ck_assert_ptr_nonnull(d);
+	while (readdir(d) != NULL)
+		entries++;
+	closedir(d);
+	ck_assert_int_eq(entries, 3);
+	ck_assert_int_eq(stat(path, &st), 0);
+
+	/* A hidden file counts too. */
+	ck_assert_int_eq(unlink(path), 0);
+	vault_file(path, sizeof(path), ".keep");
+	fclose(fopen(path, "w"));
+	ck_assert_int_eq(vault_create(vault_dir, CRYPTO_XCHACHA20POLY1305, 0, keys, 0, 0),
+			 -ENOTEMPTY);
+
+	/* A file where the directory should be. */
+	ck_assert_int_eq(vault_create(path, CRYPTO_XCHACHA20POLY1305, 0, keys, 0, 0), -ENOTDIR);
+	/* Unknown flags and ciphers. */
+	snprintf(path, sizeof(path), "%s/w", test_dir);
+	ck_assert_int_eq(vault_create(path, CRYPTO_XCHACHA20POLY1305, 0x100, keys, 0, 0),
+			 -EINVAL);
+	ck_assert_int_eq(vault_create(path, (enum crypto_cipher)7, 0, keys, 0, 0), -EINVAL);
+	ck_assert_int_eq(access(path, F_OK), -1);
+}
+END_TEST
+
+START_TEST(test_not_a_vault)
+{
+	struct vault_header header;
+
+	ck_assert_int_eq(try_open(keys), -ENOENT);
+	ck_assert_int_eq(vault_header_read(vault_dir, &header), -ENOENT);
+	ck_assert_int_eq(mkdir(vault_dir, 0700), 0);
+	ck_assert_int_eq(try_open(keys), -ENOENT);
+	ck_assert_int_eq(vault_header_read(vault_dir, &header), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_wrong_key)
+{
+	struct keysource *other;
+
+	ck_assert_int_eq(vault_create(vault_dir, CRYPTO_XCHACHA20POLY1305, 0, keys, 0, 0), 0);
+	ck_assert_int_eq(keysource_ephemeral_new(&other), 0);
+	ck_assert_int_eq(try_open(other), -EKEYREJECTED);
+	keysource_free(other);
+	ck_assert_int_eq(try_open(keys), 0);
+}
+END_TEST
+
+START_TEST(test_tampered_header)
+{
+	uint8_t good[VAULT_HEADER_LEN], bad[VAULT_HEADER_LEN + 1];
+	struct vault_header header;
+
+	ck_assert_int_eq(vault_create(vault_dir, CRYPTO_XCHACHA20POLY1305, 0, keys, 0, 0), 0);
+	read_header_bytes(good);
+	for (size_t i = 0; i < VAULT_HEADER_LEN; i++) {
+		int expected;
+
+		if (i >= 8 && i < 12)
+			expected = -EPROTONOSUPPORT;      /* format version */
+		else if ((i >= 28 && i < 44) || (i >= 64 && i < 96))
+			expected = -EKEYREJECTED;         /* vault id or key check */
+		else
+			expected = -EBADMSG;              /* magic, reserved, MAC'd fields, MAC */
+		memcpy(bad, good, sizeof(good));
+		bad[i] ^= (uint8_t)(1u << (i % 8));
+		write_header_bytes(bad, VAULT_HEADER_LEN);
+		ck_assert_msg(try_open(keys) == expected, "header byte %zu", i);
+	}
+	/* Cipher and flags changed to values this release does know: the MAC says no. */
+	memcpy(bad, good, sizeof(good));
+	bad[12] = CRYPTO_AES256GCM;
+	write_header_bytes(bad, VAULT_HEADER_LEN);
+	ck_assert_int_eq(try_open(keys), -EBADMSG);
+	memcpy(bad, good, sizeof(good));
+	bad[16] = VAULT_FLAG_EPHEMERAL;
+	write_header_bytes(bad, VAULT_HEADER_LEN);
+	ck_assert_int_eq(try_open(keys), -EBADMSG);
+	/* Truncated, extended, zeroed. */
+	write_header_bytes(good, VAULT_HEADER_LEN - 1);
+	ck_assert_int_eq(try_open(keys), -EBADMSG);
+	ck_assert_int_eq(vault_header_read(vault_dir, &header), -EBADMSG);
+	memcpy(bad, good, sizeof(good));
+	bad[VAULT_HEADER_LEN] = 0;
+	write_header_bytes(bad, VAULT_HEADER_LEN + 1);
+	ck_assert_int_eq(try_open(keys), -EBADMSG);
+	memset(bad, 0, sizeof(bad));
+	write_header_bytes(bad, VAULT_HEADER_LEN);
+	ck_assert_int_eq(try_open(keys), -EBADMSG);
+	write_header_bytes(good, 0);
+	ck_assert_int_eq(try_open(keys), -EBADMSG);
+	/* Restored, it opens again. */
+	write_header_bytes(good, VAULT_HEADER_LEN);
+	ck_assert_int_eq(try_open(keys), 0);
+}
+END_TEST
+
+START_TEST(test_unsupported_version)
+{
+	uint8_t bytes[VAULT_HEADER_LEN];
+	struct vault_header header;
+
+	ck_assert_int_eq(vault_create(vault_dir, CRYPTO_XCHACHA20POLY1305, 0, keys, 0, 0), 0);
+	read_header_bytes(bytes);
+	bytes[8] = 2;
+	write_header_bytes(bytes, sizeof(bytes));
+	ck_assert_int_eq(vault_header_read(vault_dir, &header), -EPROTONOSUPPORT);
+	ck_assert_int_eq(try_open(keys), -EPROTONOSUPPORT);
+}
+END_TEST
+
+START_TEST(test_missing_store)
+{
+	char path[192];
+
+	ck_assert_int_eq(vault_create(vault_dir, CRYPTO_XCHACHA20POLY1305, 0, keys, 0, 0), 0);
+	vault_file(path, sizeof(path), VAULT_META_DIR "/data.mdb");
+	ck_assert_int_eq(unlink(path), 0);
+	/* A vault header without its metadata is damage, not "no vault here". */
+	ck_assert_int_eq(try_open(keys), -EIO);
+}
+END_TEST
+
+START_TEST(test_object_files)
+{
+	static const uint8_t id[OBJECT_ID_LEN] = { 0xab, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
+						   0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0xff };
+	uint8_t id2[OBJECT_ID_LEN];
+	char path[VAULT_OBJECT_PATH_LEN], full[256];
+	struct vault *vault;
+	struct stat st;
+	uint64_t count;
+	int fd;
+
+	vault_object_path(path, id);
+	ck_assert_str_eq(path, "ab/ab0102030405060708090a0b0c0d0eff");
+
+	ck_assert_int_eq(vault_create(vault_dir, CRYPTO_XCHACHA20POLY1305, 0, keys, 0, 0), 0);
+	ck_assert_int_eq(vault_object_count(vault_dir, &count), 0);
+	ck_assert_uint_eq(count, 0);
+	ck_assert_int_eq(vault_open(&vault, vault_dir, keys, 0), 0);
+	ck_assert_int_eq(vault_object_open(vault, id, O_RDONLY), -ENOENT);
+	fd = vault_object_open(vault, id, O_WRONLY | O_CREAT | O_EXCL);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "x", 1), 1);
+	close(fd);
+	ck_assert_int_eq(vault_object_open(vault, id, O_WRONLY | O_CREAT | O_EXCL), -EEXIST);
+	snprintf(full, sizeof(full), "%s/objects/%s", vault_dir, path);
+	ck_assert_int_eq(stat(full, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0600);
+	memcpy(id2, id, sizeof(id2));
+	id2[15] = 0x00;
+	fd = vault_object_open(vault, id2, O_RDWR | O_CREAT);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	id2[0] = 0x00;
+	fd = vault_object_open(vault, id2, O_RDWR | O_CREAT);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+
+	/* Stray files are not objects. */
+	snprintf(full, sizeof(full), "%s/objects/ab/not-an-object", vault_dir);
+	fclose(fopen(full, "w"));
+	snprintf(full, sizeof(full), "%s/objects/ab/00000000000000000000000000000000", vault_dir);
+	fclose(fopen(full, "w"));
+	snprintf(full, sizeof(full), "%s/objects/stray", vault_dir);
+	fclose(fopen(full, "w"));
+	ck_assert_int_eq(vault_object_count(vault_dir, &count), 0);
+	ck_assert_uint_eq(count, 3);
+
+	ck_assert_int_eq(vault_object_unlink(vault, id), 0);
+	ck_assert_int_eq(vault_object_unlink(vault, id), -ENOENT);
+	ck_assert_int_eq(vault_object_count(vault_dir, &count), 0);
+	ck_assert_uint_eq(count, 2);
+	vault_close(vault);
+	ck_assert_int_eq(vault_object_count(test_dir, &count), -ENOENT);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *suite = suite_create("vault");
+	TCase *tc = tcase_create("vault");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_header_known_answer);
+	tcase_add_test(tc, test_create_open);
+	tcase_add_test(tc, test_create_in_empty_dir);
+	tcase_add_test(tc, test_create_refuses);
+	tcase_add_test(tc, test_not_a_vault);
+	tcase_add_test(tc, test_wrong_key);
+	tcase_add_test(tc, test_tampered_header);
+	tcase_add_test(tc, test_unsupported_version);
+	tcase_add_test(tc, test_missing_store);
+	tcase_add_test(tc, test_object_files);
+	suite_add_tcase(suite, tc);
+	return harness_run(suite);
+}
