@@ -576,7 +576,6 @@ int do_open(struct vfs *vfs, struct vnode *node, int flags)
 {
 	int err = 0;
 
-	(void)flags;
 	pthread_rwlock_wrlock(&node->lock);
 	if (S_ISREG(node->rec.mode)) {
 		err = attach(vfs, node);
@@ -584,11 +583,28 @@ int do_open(struct vfs *vfs, struct vnode *node, int flags)
 		if (err == -EIO)
 			err = 0;
 	}
-	if (!err) {
-		pthread_mutex_lock(&vfs->table_lock);
-		node->opens++;
-		pthread_mutex_unlock(&vfs->table_lock);
+	if (err)
+		goto out_unlock;
+	pthread_mutex_lock(&vfs->table_lock);
+	node->opens++;
+	pthread_mutex_unlock(&vfs->table_lock);
+	/* libfuse asks for atomic O_TRUNC: the kernel sends no separate setattr. */
+	if ((flags & O_TRUNC) && S_ISREG(node->rec.mode) && node->rec.size > 0) {
+		err = node->object_error ? node->object_error : resize(vfs, node, 0);
+		if (!err) {
+			node_time_now(&node->rec.mtime);
+			node->rec.ctime = node->rec.mtime;
+			err = node_save(vfs, node);
+		}
+		if (err) {
+			pthread_mutex_lock(&vfs->table_lock);
+			node->opens--;
+			pthread_mutex_unlock(&vfs->table_lock);
+			if (node->opens == 0)
+				detach(node);
+		}
 	}
+out_unlock:
 	pthread_rwlock_unlock(&node->lock);
 	return err;
 }

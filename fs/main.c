@@ -22,6 +22,9 @@
 #include "lib/secret.h"
 #include "lib/vault.h"
 
+/* How long (in 100 ms steps) to wait for a previous daemon to let go of the vault. */
+#define LOCK_WAIT_TRIES 50
+
 struct options {
 	char *keyfile;
 	char *cipher;
@@ -220,7 +223,13 @@ static int open_vault(const struct options *opts, struct keysource *keys, struct
 	default:
 		return fail(strerror(-err), "cannot open vault '%s'", opts->vault_dir);
 	}
-	if (flock((*vault)->dir_fd, LOCK_EX | LOCK_NB) != 0) {
+	/* A daemon that was just unmounted may still be writing its last records: give it
+	 * a few seconds before calling the vault busy. */
+	int locked;
+	for (int tries = 0; (locked = flock((*vault)->dir_fd, LOCK_EX | LOCK_NB)) != 0 &&
+			    errno == EWOULDBLOCK && tries < LOCK_WAIT_TRIES; tries++)
+		usleep(100 * 1000);
+	if (locked != 0) {
 		vault_close(*vault);
 		*vault = NULL;
 		return fail("unmount it before mounting it again",
