@@ -154,6 +154,9 @@ static int open_keys(const struct options *opts, struct keysource **keys)
 {
 	int err;
 
+	if (opts->cipher && !opts->ephemeral)
+		return fail("a vault's cipher is chosen by 'vaultctl init --cipher'",
+			    "option cipher= applies only to ephemeral vaults");
 	if (opts->ephemeral && opts->keyfile)
 		return fail(NULL, "options keyfile= and ephemeral exclude each other");
 	if (opts->ephemeral) {
