@@ -310,22 +310,26 @@ int main(int argc, char *argv[])
 	log_init("vaultfs", false, LOG_INFO);
 	if (fuse_opt_parse(&args, &opts, option_spec, option_proc) != 0) {
 		fputs(usage_text, stderr);
-		return 2;
+		status = 2;
+		goto out_free;
 	}
-	if (opts.help) {
-		fputs(usage_text, stdout);
-		return 0;
-	}
-	if (opts.version) {
-		printf("vaultfs %s (libfuse %s)\n", VAULTFS_VERSION, fuse_pkgversion());
-		return 0;
+	if (opts.help || opts.version) {
+		if (opts.help)
+			fputs(usage_text, stdout);
+		else
+			printf("vaultfs %s (libfuse %s)\n", VAULTFS_VERSION, fuse_pkgversion());
+		status = 0;
+		goto out_free;
 	}
 	if (!opts.vault_dir || !opts.mountpoint) {
 		fputs(usage_text, stderr);
-		return 2;
+		status = 2;
+		goto out_free;
 	}
-	if (secret_init() != 0 || secret_harden_process() != 0)
-		return fail(NULL, "cannot initialise secret memory");
+	if (secret_init() != 0 || secret_harden_process() != 0) {
+		fail(NULL, "cannot initialise secret memory");
+		goto out_free;
+	}
 	if (check_mountpoint(opts.mountpoint) || open_keys(&opts, &keys))
 		goto out_free;
 	if (opts.ephemeral && create_ephemeral(&opts, keys))
