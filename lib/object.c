@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "lib/bytes.h"
 #include "lib/secret.h"
 
 #define OBJECT_MAGIC "VAULTOBJ"
@@ -31,27 +32,6 @@ struct object_key {
 	enum crypto_cipher cipher;
 	uint8_t ad_prefix[OBJECT_AD_PREFIX_LEN];
 };
-
-static void put_le32(uint8_t *out, uint32_t value)
-{
-	for (int i = 0; i < 4; i++)
-		out[i] = (uint8_t)(value >> (8 * i));
-}
-
-static void put_le64(uint8_t *out, uint64_t value)
-{
-	for (int i = 0; i < 8; i++)
-		out[i] = (uint8_t)(value >> (8 * i));
-}
-
-static uint32_t get_le32(const uint8_t *in)
-{
-	uint32_t value = 0;
-
-	for (int i = 0; i < 4; i++)
-		value |= (uint32_t)in[i] << (8 * i);
-	return value;
-}
 
 static bool cipher_known(uint32_t cipher)
 {

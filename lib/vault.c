@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/bytes.h"
 #include "lib/keysource.h"
 #include "lib/meta.h"
 #include "lib/secret.h"
@@ -35,34 +36,6 @@
 _Static_assert(OFF_RESERVED + 20 == OFF_KEY_CHECK, "20 reserved header bytes");
 _Static_assert(OFF_MAC + VAULT_CHECK_LEN == VAULT_HEADER_LEN, "header length");
 _Static_assert(VAULT_OBJECT_PATH_LEN == 2 + 1 + 2 * OBJECT_ID_LEN + 1, "object path length");
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
 
 void vault_header_encode(uint8_t out[VAULT_HEADER_LEN], const struct vault_header *header)
 {
