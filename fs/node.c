@@ -279,9 +279,8 @@ int node_save(struct vfs *vfs, struct vnode *node)
 		return err;
 	}
 	err = meta_txn_commit(txn);
-	if (!err) {
+	if (!err)
 		node->dirty = false;
-	}
 	return err;
 }
 
