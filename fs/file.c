@@ -18,9 +18,7 @@
 #include <unistd.h>
 
 #include "lib/extent.h"
-#include "lib/keysource.h"
 #include "lib/log.h"
-#include "lib/secret.h"
 #include "lib/vault.h"
 
 /* Blocks sealed or opened per pread/pwrite: large enough for 1 MiB FUSE requests. */
@@ -56,21 +54,6 @@ static void header_of(struct object_header *header, const struct vfs *vfs,
 	header->block_size = OBJECT_BLOCK_SIZE;
 	memcpy(header->object_id, rec->object_id, OBJECT_ID_LEN);
 	memcpy(header->vault_id, vfs->vault->header.vault_id, VAULT_ID_LEN);
-}
-
-static int derive_key(struct vfs *vfs, const struct object_header *header,
-		      struct object_key **out)
-{
-	uint8_t *dek = secret_alloc(CRYPTO_KEY_LEN);
-	int err;
-
-	if (!dek)
-		return -ENOMEM;
-	err = keysource_get(vfs->keys, header->key_version, dek);
-	if (!err)
-		err = object_key_new(out, header, dek);
-	secret_free(dek);
-	return err;
 }
 
 /* Write a new object file holding only its header; rec gets the new id and version. */
@@ -169,7 +152,7 @@ static int attach(struct vfs *vfs, struct vnode *node)
 			"shorter than the metadata says (truncated object)");
 		goto out_close;
 	}
-	int err = derive_key(vfs, &found, &node->key);
+	int err = node_object_key(vfs, &found, &node->key);
 	if (err) {
 		close(fd);
 		return err;
@@ -298,7 +281,7 @@ static int reencrypt(struct vfs *vfs, struct vnode *node)
 	if (err)
 		goto out_release;
 	header_of(&header, vfs, &fresh);
-	err = derive_key(vfs, &header, &key);
+	err = node_object_key(vfs, &header, &key);
 	if (err)
 		goto out_unlink;
 	for (uint64_t i = 0; i < count; i++) {

@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "lib/extent.h"
+#include "lib/keysource.h"
 #include "lib/log.h"
+#include "lib/secret.h"
 #include "lib/vault.h"
 
 #define TABLE_INITIAL_SIZE 1024
@@ -42,6 +44,7 @@ int vfs_init(struct vfs *vfs, struct vault *vault, struct keysource *keys, bool 
 	if (!vfs->table)
 		return -ENOMEM;
 	pthread_mutex_init(&vfs->table_lock, NULL);
+	pthread_mutex_init(&vfs->deks_lock, NULL);
 	pthread_mutex_init(&vfs->flusher_lock, NULL);
 	pthread_cond_init(&vfs->flusher_wake, NULL);
 	return 0;
@@ -69,6 +72,9 @@ void vfs_release(struct vfs *vfs)
 	}
 	free(vfs->table);
 	vfs->table = NULL;
+	for (int i = 0; i < VFS_DEK_CACHE; i++)
+		secret_free(vfs->deks[i]);
+	pthread_mutex_destroy(&vfs->deks_lock);
 	pthread_mutex_destroy(&vfs->table_lock);
 	pthread_mutex_destroy(&vfs->flusher_lock);
 	pthread_cond_destroy(&vfs->flusher_wake);
@@ -206,6 +212,51 @@ int node_new(struct vfs *vfs, const struct meta_inode *rec, struct vnode **out)
 	}
 	*out = table_adopt(vfs, node);
 	return 0;
+}
+
+/* The DEK of version in the cache, fetched from the key source on first use (deks_lock
+ * held). Returns NULL with *err set when the source fails. */
+static const uint8_t *cached_dek(struct vfs *vfs, uint32_t version, int *err)
+{
+	int slot = 0;
+	for (int i = 0; i < VFS_DEK_CACHE; i++) {
+		if (vfs->deks[i] && vfs->dek_versions[i] == version)
+			return vfs->deks[i];
+		if (!vfs->deks[i])
+			slot = i;
+	}
+	if (vfs->deks[slot]) {
+		/* Full: versions this old are rare; replace a slot rather than grow. */
+		slot = (int)(version % VFS_DEK_CACHE);
+		secret_free(vfs->deks[slot]);
+		vfs->deks[slot] = NULL;
+	}
+	uint8_t *dek = secret_alloc(CRYPTO_KEY_LEN);
+	if (!dek) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	*err = keysource_get(vfs->keys, version, dek);
+	if (*err) {
+		secret_free(dek);
+		return NULL;
+	}
+	vfs->deks[slot] = dek;
+	vfs->dek_versions[slot] = version;
+	return dek;
+}
+
+int node_object_key(struct vfs *vfs, const struct object_header *header,
+		    struct object_key **out)
+{
+	int err;
+
+	pthread_mutex_lock(&vfs->deks_lock);
+	const uint8_t *dek = cached_dek(vfs, header->key_version, &err);
+	if (dek)
+		err = object_key_new(out, header, dek);
+	pthread_mutex_unlock(&vfs->deks_lock);
+	return err;
 }
 
 void node_lookup_ref(struct vfs *vfs, struct vnode *node)

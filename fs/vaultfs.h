@@ -43,6 +43,8 @@ struct vnode {
 	bool attr_stale;         /* st_blocks changed since the kernel last fetched it */
 };
 
+#define VFS_DEK_CACHE 8
+
 struct vfs {
 	struct vault *vault;
 	struct keysource *keys;
@@ -57,6 +59,11 @@ struct vfs {
 	struct vnode **table;
 	size_t table_size;             /* power of two */
 	size_t table_count;
+
+	/* DEKs fetched from the key source, by version (secret memory). */
+	pthread_mutex_t deks_lock;
+	uint32_t dek_versions[VFS_DEK_CACHE];
+	uint8_t *deks[VFS_DEK_CACHE];
 
 	pthread_t flusher;
 	pthread_mutex_t flusher_lock;
@@ -78,6 +85,9 @@ void node_lookup_ref(struct vfs *vfs, struct vnode *node);
 void node_forget(struct vfs *vfs, uint64_t ino, uint64_t nlookup);
 /* Store the vnode's record now (write lock held). */
 int node_save(struct vfs *vfs, struct vnode *node);
+/* Derive the file key of an object whose header is given. Returns 0 or -errno. */
+int node_object_key(struct vfs *vfs, const struct object_header *header,
+		    struct object_key **out);
 /* Store every dirty record and make the store durable. */
 int node_flush_all(struct vfs *vfs);
 /* Lock up to four vnodes (NULLs and repeats allowed) for writing, in inode order. */

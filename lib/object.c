@@ -6,6 +6,7 @@
 #include "lib/object.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lib/bytes.h"
@@ -25,8 +26,7 @@ _Static_assert(OBJECT_MAGIC_LEN + 4 * 4 + OBJECT_ID_LEN + VAULT_ID_LEN + OBJECT_
 _Static_assert(OBJECT_RESERVED_OFFSET + OBJECT_RESERVED_LEN == OBJECT_HEADER_LEN,
 	       "reserved bytes end the header");
 
-/* Lives in secret memory: the AD prefix is public, but keeping the struct in one place
- * means the file key and what it is bound to are released together. */
+/* The AEAD key lives in secret memory; the AD prefix beside it is public. */
 struct object_key {
 	struct crypto_aead_key *aead;
 	enum crypto_cipher cipher;
@@ -93,42 +93,35 @@ int object_key_new(struct object_key **out, const struct object_header *header,
 		   const uint8_t dek[CRYPTO_KEY_LEN])
 {
 	uint8_t ids[VAULT_ID_LEN + OBJECT_ID_LEN];
+	uint8_t file_key[CRYPTO_KEY_LEN];
 	struct object_key *key;
-	uint8_t *file_key;
 	int ret;
 
 	if (!cipher_known(header->cipher) || header->format_version != OBJECT_FORMAT_VERSION ||
 	    header->block_size != OBJECT_BLOCK_SIZE)
 		return -EINVAL;
 
-	key = secret_alloc(sizeof(*key));
+	/* Only the AEAD key schedule is secret; the struct around it holds public ids. The
+	 * file key passes through the stack and is wiped: files are opened often, and each
+	 * secret allocation costs several system calls. */
+	key = malloc(sizeof(*key));
 	if (key == NULL)
 		return -ENOMEM;
-	file_key = secret_alloc(CRYPTO_KEY_LEN);
-	if (file_key == NULL) {
-		ret = -ENOMEM;
-		goto out_free_key;
-	}
-
 	memcpy(ids, header->vault_id, VAULT_ID_LEN);
 	memcpy(ids + VAULT_ID_LEN, header->object_id, OBJECT_ID_LEN);
 	ret = crypto_prf(file_key, CRYPTO_KEY_LEN, CRYPTO_CTX_OBJECT_KEY, ids, sizeof(ids), dek);
-	if (ret < 0)
-		goto out_free_file_key;
-	ret = crypto_aead_key_new(&key->aead, header->cipher, file_key);
-	if (ret < 0)
-		goto out_free_file_key;
-
+	if (ret == 0)
+		ret = crypto_aead_key_new(&key->aead, header->cipher, file_key);
+	secret_wipe(file_key, sizeof(file_key));
+	if (ret < 0) {
+		free(key);
+		return ret;
+	}
 	key->cipher = header->cipher;
 	memcpy(key->ad_prefix, ids, sizeof(ids));
 	put_le32(key->ad_prefix + sizeof(ids), header->key_version);
 	*out = key;
-	key = NULL;
-out_free_file_key:
-	secret_free(file_key);
-out_free_key:
-	secret_free(key);
-	return ret;
+	return 0;
 }
 
 void object_key_free(struct object_key *key)
@@ -136,7 +129,7 @@ void object_key_free(struct object_key *key)
 	if (key == NULL)
 		return;
 	crypto_aead_key_free(key->aead);
-	secret_free(key);
+	free(key);
 }
 
 static void block_ad(uint8_t ad[OBJECT_AD_LEN], uint64_t index, const struct object_key *key)
