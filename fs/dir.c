@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "lib/log.h"
 #include "lib/vault.h"
@@ -135,6 +136,7 @@ int do_mknod(struct vfs *vfs, const struct fuse_ctx *ctx, uint64_t parent, const
 	struct snapshot parent_snap;
 	struct meta_txn *txn = NULL;
 	struct vnode *dir, *node;
+	int object_fd = -1;
 	size_t len;
 	int err = check_name(name, &len);
 
@@ -185,7 +187,7 @@ int do_mknod(struct vfs *vfs, const struct fuse_ctx *ctx, uint64_t parent, const
 	}
 	if (S_ISREG(mode)) {
 		/* The object exists before any record points to it. */
-		err = file_create_object(vfs, &rec);
+		err = file_create_object(vfs, &rec, &object_fd);
 		if (err)
 			goto out_release;
 	}
@@ -219,16 +221,21 @@ int do_mknod(struct vfs *vfs, const struct fuse_ctx *ctx, uint64_t parent, const
 		goto out_release;  /* created; the kernel will look it up again */
 	fill_entry(vfs, node, e);
 	node_lookup_ref(vfs, node);
-	if (created)
+	if (created) {
+		file_adopt_object(vfs, node, object_fd);
+		object_fd = -1;
 		*created = node;
-	else
+	} else {
 		node_put(vfs, node);
+	}
 	goto out_release;
 
 out_object:
 	if (S_ISREG(mode))
 		(void)vault_object_unlink(vfs->vault, rec.object_id);
 out_release:
+	if (object_fd >= 0)
+		close(object_fd);
 	meta_inode_release(&rec);
 out_unlock:
 	pthread_rwlock_unlock(&dir->lock);

@@ -80,16 +80,33 @@ static int write_new_object(struct vfs *vfs, struct meta_inode *rec, int *fd_out
 	return 0;
 }
 
-int file_create_object(struct vfs *vfs, struct meta_inode *rec)
+int file_create_object(struct vfs *vfs, struct meta_inode *rec, int *fd_out)
 {
-	int fd, err = write_new_object(vfs, rec, &fd);
+	int err = write_new_object(vfs, rec, fd_out);
 	if (err)
 		return err;
-	close(fd);
 	rec->budget_reserved = 0;
 	rec->object_max_len = OBJECT_HEADER_LEN;
 	rec->size = 0;
 	return 0;
+}
+
+void file_adopt_object(struct vfs *vfs, struct vnode *node, int fd)
+{
+	struct object_header header;
+
+	pthread_rwlock_wrlock(&node->lock);
+	header_of(&header, vfs, &node->rec);
+	if (node->object_fd < 0 && !node->object_error &&
+	    node_object_key(vfs, &header, &node->key) == 0) {
+		node->object_fd = fd;
+		node->budget.used = node->rec.budget_reserved;
+		node->budget.reserved = node->rec.budget_reserved;
+		fd = -1;
+	}
+	pthread_rwlock_unlock(&node->lock);
+	if (fd >= 0)
+		close(fd);
 }
 
 /* Last block index that holds data, +1; 0 when the file has no data blocks. */

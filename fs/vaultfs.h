@@ -104,7 +104,11 @@ int flusher_start(struct vfs *vfs);
 void flusher_stop(struct vfs *vfs);
 
 /* file.c: regular file contents. */
-int file_create_object(struct vfs *vfs, struct meta_inode *rec);
+/* Write a new, empty object for rec (which gets its id); *fd_out is open on it. */
+int file_create_object(struct vfs *vfs, struct meta_inode *rec, int *fd_out);
+/* Give a freshly created vnode the fd of its new object (taken over, or closed), so the
+ * open that follows a create does not open the object again. */
+void file_adopt_object(struct vfs *vfs, struct vnode *node, int fd);
 int do_open(struct vfs *vfs, struct vnode *node, int flags);
 int do_release(struct vfs *vfs, struct vnode *node);
 int do_read(struct vfs *vfs, struct vnode *node, uint8_t *out, size_t size, off_t off,
