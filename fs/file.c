@@ -254,13 +254,19 @@ int do_read(struct vfs *vfs, struct vnode *node, uint8_t *out, size_t size, off_
 			run_bytes_end = end;
 		size_t skip = (size_t)(pos - index * OBJECT_BLOCK_SIZE);
 		size_t take = (size_t)(run_bytes_end - pos);
+		uint8_t *dest = out + (pos - (uint64_t)off);
 		if (hole) {
-			memset(out + (pos - (uint64_t)off), 0, take);
+			memset(dest, 0, take);
+		} else if (skip == 0 && take == (run_end - index) * OBJECT_BLOCK_SIZE) {
+			/* Whole blocks: decrypt straight into the reply. */
+			err = read_blocks(vfs, node, index, run_end - index, dest);
+			if (err)
+				goto out_unlock;
 		} else {
 			err = read_blocks(vfs, node, index, run_end - index, block);
 			if (err)
 				goto out_unlock;
-			memcpy(out + (pos - (uint64_t)off), block + skip, take);
+			memcpy(dest, block + skip, take);
 		}
 		pos += take;
 	}
@@ -474,21 +480,26 @@ int do_write(struct vfs *vfs, struct vnode *node, const uint8_t *in, size_t size
 		uint64_t from = start > chunk_start ? start : chunk_start;
 		uint64_t to = end < chunk_end ? end : chunk_end;
 
-		/* Partial first and last blocks keep their other bytes. */
-		if (from % OBJECT_BLOCK_SIZE)
-			err = current_block(vfs, node, chunk, plain);
-		if (!err && to % OBJECT_BLOCK_SIZE && (count > 1 || !(from % OBJECT_BLOCK_SIZE)))
-			err = current_block(vfs, node, chunk + count - 1,
-					    plain + (count - 1) * OBJECT_BLOCK_SIZE);
-		if (err)
-			goto out_unlock;
-		memcpy(plain + (from - chunk_start), in + (from - start), (size_t)(to - from));
+		const uint8_t *source = in + (from - start);
+		if (from % OBJECT_BLOCK_SIZE || to % OBJECT_BLOCK_SIZE) {
+			/* Partial first and last blocks keep their other bytes. */
+			if (from % OBJECT_BLOCK_SIZE)
+				err = current_block(vfs, node, chunk, plain);
+			if (!err && to % OBJECT_BLOCK_SIZE &&
+			    (count > 1 || !(from % OBJECT_BLOCK_SIZE)))
+				err = current_block(vfs, node, chunk + count - 1,
+						    plain + (count - 1) * OBJECT_BLOCK_SIZE);
+			if (err)
+				goto out_unlock;
+			memcpy(plain + (from - chunk_start), source, (size_t)(to - from));
+			source = plain;
+		}
 		if (to > node->rec.size) {
 			err = extend_record(vfs, node, to);
 			if (err)
 				goto out_unlock;
 		}
-		err = write_blocks(vfs, node, chunk, count, plain);
+		err = write_blocks(vfs, node, chunk, count, source);
 		if (err)
 			goto out_failed;
 		uint32_t holes_before = node->rec.hole_count;
