@@ -1,0 +1,99 @@
+/*
+ * The key agent protocol, spoken over the agent's Unix socket by vaultctl and vaultfs.
+ * Who is asking is never part of a message: the agent takes it from SO_PEERCRED.
+ *
+ * Frame: u32 LE length of the body (1..PROTOCOL_FRAME_MAX), then the body:
+ *   u16 LE version (PROTOCOL_VERSION), u16 LE type, u32 LE request id,
+ *   then fields, each u16 LE tag, u32 LE length, value.
+ * Each message type allows a fixed set of tags, each at most once (repeatable list tags
+ * excepted) and each with a bounded length; anything else - unknown version, type or
+ * tag, a repeated or missing field, a length out of bounds, trailing bytes, a name that
+ * is not a valid name - is -EBADMSG, and the receiver closes the connection.
+ * Integers in fields are little-endian.
+ */
+#ifndef VAULTFS_PROTOCOL_H
+#define VAULTFS_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/crypto.h"
+#include "lib/policy.h"
+
+#define PROTOCOL_VERSION 1
+#define PROTOCOL_FRAME_MAX (64 * 1024)
+#define PROTOCOL_TEXT_MAX 255      /* messages, host names */
+#define PROTOCOL_PATH_MAX 4095     /* vault directory */
+#define PROTOCOL_SECRET_MAX 1024   /* passphrase */
+#define PROTOCOL_KEYS_MAX 64       /* DEK versions in one lease */
+#define PROTOCOL_NAMES_MAX 1024    /* datasets in one list */
+#define PROTOCOL_GRANTS_MAX 256
+#define PROTOCOL_RULES_MAX 64      /* per grant */
+
+/* Types are wire format: never renumber. Each request is answered by PROTOCOL_OK
+ * (with the fields its description names) or PROTOCOL_ERROR (error, text). */
+enum protocol_type {
+	PROTOCOL_OK = 1,
+	PROTOCOL_ERROR = 2,
+	PROTOCOL_UNLOCK = 10,          /* secret: passphrase */
+	PROTOCOL_STATUS = 11,          /* -> text: "sealed" or "unsealed" */
+	PROTOCOL_DATASET_CREATE = 20,  /* name -> path (vault directory) */
+	PROTOCOL_DATASET_LIST = 21,    /* -> names */
+	PROTOCOL_LEASE = 30,           /* name, text: host -> lease_id, ttl, path, keys,
+					  version (newest), grants, mode (caller's) */
+	PROTOCOL_RENEW = 31,           /* lease_id -> ttl, grants, keys (new versions) */
+	PROTOCOL_RELEASE = 32,         /* lease_id -> (nothing): unmounted */
+	PROTOCOL_REVOKE = 33,          /* name (all leases of a dataset) or lease_id */
+	PROTOCOL_KEY_ROTATE = 40,      /* name -> version */
+	PROTOCOL_KEY_RETIRE = 41,      /* name, version */
+	PROTOCOL_KEY_SHRED = 42,       /* name */
+	PROTOCOL_KEK_ROTATE = 43,      /* secret: new passphrase (passphrase KEKs only) */
+	PROTOCOL_POLICY_RELOAD = 50,
+};
+
+struct protocol_key {
+	uint32_t version;
+	uint8_t *key;   /* CRYPTO_KEY_LEN bytes of secret memory, owned by the message */
+};
+
+/* One message, either direction. Fields a type does not use stay zero/NULL. */
+struct protocol_message {
+	enum protocol_type type;
+	uint32_t id;                    /* echoed in the answer */
+	int32_t error;                  /* PROTOCOL_ERROR: -errno */
+	char name[POLICY_NAME_MAX + 1];
+	char text[PROTOCOL_TEXT_MAX + 1];
+	char path[PROTOCOL_PATH_MAX + 1];
+	uint64_t lease_id;
+	uint32_t ttl;                   /* seconds */
+	uint32_t version;
+	uint32_t mode;                  /* enum policy_mode */
+	uint8_t *secret;                /* secret memory, owned */
+	size_t secret_len;
+	struct protocol_key *keys;      /* owned */
+	size_t key_count;
+	char **names;                   /* owned */
+	size_t name_count;
+	struct policy_grants grants;    /* owned */
+};
+
+/* Wipe and free everything a message owns, and zero it. */
+void protocol_message_release(struct protocol_message *msg);
+
+/* Encode msg as one frame (length prefix included) into *out: secret memory when the
+ * message carries a secret or keys, else malloc; free with protocol_frame_free(). */
+int protocol_encode(uint8_t **out, size_t *out_len, const struct protocol_message *msg)
+	__attribute__((warn_unused_result));
+void protocol_frame_free(uint8_t *frame, size_t len);
+
+/* Decode one frame body (without its length prefix). Returns 0 or -EBADMSG (msg then
+ * holds nothing). Never reads outside [body, body + len). Fuzzed. */
+int protocol_decode(struct protocol_message *msg, const uint8_t *body, size_t len)
+	__attribute__((warn_unused_result));
+
+/* Blocking I/O of whole frames on a stream socket, with a deadline (timeout_ms, -1 none).
+ * recv returns -EBADMSG for a malformed frame, -ECONNRESET at end of stream, -ETIMEDOUT. */
+int protocol_send(int fd, const struct protocol_message *msg, int timeout_ms);
+int protocol_recv(int fd, struct protocol_message *msg, int timeout_ms);
+
+#endif
