@@ -1,12 +1,13 @@
 /*
  * Key sources behind one ops table: the development key file and the ephemeral key, both
- * a single DEK version held in secret memory. The key agent client plugs in as a third
- * implementation of struct keysource_ops.
+ * a single DEK version held in secret memory, and the memory source that holds the
+ * versions the key agent leased.
  */
 #include "lib/keysource.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -288,4 +289,136 @@ void keysource_free(struct keysource *source)
 		return;
 	source->ops->free(source);
 	free(source);
+}
+
+/* The memory source: a small table of versions, each key in secret memory. */
+
+#define MEMORY_VERSIONS_MAX 64
+
+struct memory_keys {
+	pthread_mutex_t lock;
+	bool revoked;
+	uint32_t newest;
+	size_t count;
+	uint32_t versions[MEMORY_VERSIONS_MAX];
+	uint8_t *keys[MEMORY_VERSIONS_MAX];
+};
+
+static int memory_get(struct keysource *source, uint32_t version, uint8_t key[CRYPTO_KEY_LEN])
+{
+	struct memory_keys *memory = source->state;
+	int err = -ENOKEY;
+
+	pthread_mutex_lock(&memory->lock);
+	if (memory->revoked) {
+		err = -EKEYREVOKED;
+	} else {
+		for (size_t i = 0; i < memory->count; i++) {
+			if (memory->versions[i] == version) {
+				memcpy(key, memory->keys[i], CRYPTO_KEY_LEN);
+				err = 0;
+				break;
+			}
+		}
+	}
+	pthread_mutex_unlock(&memory->lock);
+	return err;
+}
+
+static uint32_t memory_newest_version(const struct keysource *source)
+{
+	struct memory_keys *memory = source->state;
+	pthread_mutex_lock(&memory->lock);
+	uint32_t newest = memory->newest;
+	pthread_mutex_unlock(&memory->lock);
+	return newest;
+}
+
+static void memory_wipe(struct memory_keys *memory)
+{
+	for (size_t i = 0; i < memory->count; i++) {
+		secret_free(memory->keys[i]);
+		memory->keys[i] = NULL;
+	}
+	memory->count = 0;
+}
+
+static void memory_free(struct keysource *source)
+{
+	struct memory_keys *memory = source->state;
+	memory_wipe(memory);
+	pthread_mutex_destroy(&memory->lock);
+	free(memory);
+}
+
+static const struct keysource_ops memory_ops = {
+	.get = memory_get,
+	.newest_version = memory_newest_version,
+	.free = memory_free,
+};
+
+int keysource_memory_new(struct keysource **out)
+{
+	struct keysource *source = malloc(sizeof(*source));
+	struct memory_keys *memory = calloc(1, sizeof(*memory));
+
+	if (source == NULL || memory == NULL) {
+		free(source);
+		free(memory);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&memory->lock, NULL);
+	source->ops = &memory_ops;
+	source->state = memory;
+	*out = source;
+	return 0;
+}
+
+int keysource_memory_add(struct keysource *source, uint32_t version,
+			 const uint8_t key[CRYPTO_KEY_LEN])
+{
+	struct memory_keys *memory = source->state;
+	int err = 0;
+
+	if (source->ops != &memory_ops || version == 0)
+		return -EINVAL;
+	pthread_mutex_lock(&memory->lock);
+	size_t slot = memory->count;
+	for (size_t i = 0; i < memory->count; i++)
+		if (memory->versions[i] == version)
+			slot = i;
+	if (memory->revoked) {
+		err = -EKEYREVOKED;
+	} else if (slot == MEMORY_VERSIONS_MAX) {
+		err = -ENOSPC;
+	} else {
+		if (slot == memory->count) {
+			memory->keys[slot] = secret_alloc(CRYPTO_KEY_LEN);
+			if (memory->keys[slot] == NULL)
+				err = -ENOMEM;
+			else
+				memory->count++;
+		}
+		if (!err) {
+			memcpy(memory->keys[slot], key, CRYPTO_KEY_LEN);
+			memory->versions[slot] = version;
+			if (version > memory->newest)
+				memory->newest = version;
+		}
+	}
+	pthread_mutex_unlock(&memory->lock);
+	return err;
+}
+
+void keysource_memory_revoke(struct keysource *source)
+{
+	struct memory_keys *memory = source->state;
+
+	if (source->ops != &memory_ops)
+		return;
+	pthread_mutex_lock(&memory->lock);
+	memory->revoked = true;
+	memory_wipe(memory);
+	memory->newest = 0;
+	pthread_mutex_unlock(&memory->lock);
 }

@@ -33,6 +33,18 @@ int keysource_keyfile_create(struct keysource **out, const char *path)
 /* A fresh random key that exists only in this process's secret memory. */
 int keysource_ephemeral_new(struct keysource **out) __attribute__((warn_unused_result));
 
+/*
+ * Keys handed over by the key agent under a lease: a set of versions held in this
+ * source's own secret memory, safe to use from several threads. Starts empty.
+ */
+int keysource_memory_new(struct keysource **out) __attribute__((warn_unused_result));
+/* Add (or replace) a version; the newest is the highest added. key is copied. Returns
+ * 0, -ENOMEM, -EKEYREVOKED after keysource_memory_revoke(), -EINVAL for version 0. */
+int keysource_memory_add(struct keysource *source, uint32_t version,
+			 const uint8_t key[CRYPTO_KEY_LEN]) __attribute__((warn_unused_result));
+/* Wipe every key now; every later get answers -EKEYREVOKED. Irreversible. */
+void keysource_memory_revoke(struct keysource *source);
+
 /* Newest DEK version (new objects are encrypted under it); versions start at 1. */
 uint32_t keysource_newest_version(const struct keysource *source);
 

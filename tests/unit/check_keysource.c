@@ -346,6 +346,51 @@ START_TEST(test_ephemeral)
 }
 END_TEST
 
+/* The memory source holds what the agent leased: versions, the newest, replacement, and
+ * revocation that wipes everything for good. */
+START_TEST(test_memory_versions_and_revocation)
+{
+	struct keysource *source;
+	uint8_t one[CRYPTO_KEY_LEN], two[CRYPTO_KEY_LEN], got[CRYPTO_KEY_LEN];
+
+	memset(one, 0x11, sizeof(one));
+	memset(two, 0x22, sizeof(two));
+	ck_assert_int_eq(keysource_memory_new(&source), 0);
+	ck_assert_uint_eq(keysource_newest_version(source), 0);
+	ck_assert_int_eq(keysource_get(source, 1, got), -ENOKEY);
+	ck_assert_int_eq(keysource_memory_add(source, 0, one), -EINVAL);
+	ck_assert_int_eq(keysource_memory_add(source, 2, two), 0);
+	ck_assert_int_eq(keysource_memory_add(source, 1, two), 0);
+	ck_assert_int_eq(keysource_memory_add(source, 1, one), 0);   /* replaces */
+	ck_assert_uint_eq(keysource_newest_version(source), 2);
+	ck_assert_int_eq(keysource_get(source, 1, got), 0);
+	ck_assert_mem_eq(got, one, sizeof(got));
+	ck_assert_int_eq(keysource_get(source, 2, got), 0);
+	ck_assert_mem_eq(got, two, sizeof(got));
+	ck_assert_int_eq(keysource_get(source, 3, got), -ENOKEY);
+
+	keysource_memory_revoke(source);
+	ck_assert_int_eq(keysource_get(source, 1, got), -EKEYREVOKED);
+	ck_assert_int_eq(keysource_get(source, 2, got), -EKEYREVOKED);
+	ck_assert_int_eq(keysource_memory_add(source, 3, one), -EKEYREVOKED);
+	ck_assert_uint_eq(keysource_newest_version(source), 0);
+	keysource_free(source);
+}
+END_TEST
+
+START_TEST(test_memory_add_only_to_memory_sources)
+{
+	struct keysource *source;
+	uint8_t key[CRYPTO_KEY_LEN] = { 0 };
+
+	ck_assert_int_eq(keysource_ephemeral_new(&source), 0);
+	ck_assert_int_eq(keysource_memory_add(source, 2, key), -EINVAL);
+	keysource_memory_revoke(source);   /* no effect on another kind */
+	ck_assert_int_eq(keysource_get(source, 1, key), 0);
+	keysource_free(source);
+}
+END_TEST
+
 static Suite *keysource_suite(void)
 {
 	Suite *suite = suite_create("keysource");
@@ -367,6 +412,8 @@ static Suite *keysource_suite(void)
 	tc = tcase_create("ephemeral");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_ephemeral);
+	tcase_add_test(tc, test_memory_versions_and_revocation);
+	tcase_add_test(tc, test_memory_add_only_to_memory_sources);
 	suite_add_tcase(suite, tc);
 	return suite;
 }
