@@ -107,6 +107,13 @@ int do_lookup(struct vfs *vfs, uint64_t parent, const char *name, struct fuse_en
 	pthread_rwlock_rdlock(&node->lock);
 	fill_entry(vfs, node, e);
 	pthread_rwlock_unlock(&node->lock);
+	if (vfs->access) {
+		struct vnode *dir;
+		if (node_get(vfs, parent, &dir) == 0) {
+			node_set_path(vfs, node, dir, name);
+			node_put(vfs, dir);
+		}
+	}
 	node_lookup_ref(vfs, node);
 	node_put(vfs, node);
 	return 0;
@@ -220,6 +227,8 @@ int do_mknod(struct vfs *vfs, const struct fuse_ctx *ctx, uint64_t parent, const
 	if (err)
 		goto out_release;  /* created; the kernel will look it up again */
 	fill_entry(vfs, node, e);
+	if (vfs->access)
+		node_set_path(vfs, node, dir, name);
 	node_lookup_ref(vfs, node);
 	if (created) {
 		file_adopt_object(vfs, node, object_fd);
@@ -422,6 +431,15 @@ static int rename_apply(struct vfs *vfs, struct meta_txn *txn, struct rename_pla
 	return err;
 }
 
+/* Keep the policy's view of paths in step with a rename that went through. */
+static void rename_paths(struct vfs *vfs, struct rename_plan *plan, const char *name,
+			 const char *newname, unsigned int flags)
+{
+	node_move_paths(vfs, plan->source, plan->to_dir, newname);
+	if (flags & RENAME_EXCHANGE)
+		node_move_paths(vfs, plan->target, plan->from_dir, name);
+}
+
 int do_rename(struct vfs *vfs, uint64_t parent, const char *name, uint64_t newparent,
 	      const char *newname, unsigned int flags)
 {
@@ -497,6 +515,8 @@ int do_rename(struct vfs *vfs, uint64_t parent, const char *name, uint64_t newpa
 				if (err)
 					for (int i = 3; i >= 0; i--)
 						snapshot_restore(&snaps[i]);
+				else if (vfs->access)
+					rename_paths(vfs, &plan, name, newname, flags);
 			}
 		}
 		node_unlock_many(locks, 4);

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/agent.h"
 #include "lib/keysource.h"
 #include "lib/log.h"
 #include "lib/secret.h"
@@ -26,6 +27,8 @@
 #define LOCK_WAIT_TRIES 50
 
 struct options {
+	char *dataset;
+	char *agent;
 	char *keyfile;
 	char *cipher;
 	char *budget_limit;
@@ -44,6 +47,8 @@ enum { KEY_FOREGROUND, KEY_DEBUG, KEY_HELP, KEY_VERSION, KEY_RO };
 
 #define OPTION(template, field) { template, offsetof(struct options, field), 1 }
 static const struct fuse_opt option_spec[] = {
+	OPTION("dataset=%s", dataset),
+	OPTION("agent=%s", agent),
 	OPTION("keyfile=%s", keyfile),
 	OPTION("cipher=%s", cipher),
 	OPTION("budget_limit=%s", budget_limit),
@@ -62,7 +67,10 @@ static const struct fuse_opt option_spec[] = {
 
 static const char usage_text[] =
 	"usage: vaultfs [-f] [-d] [-o OPTION[,OPTION...]] DIR MOUNTPOINT\n"
+	"       vaultfs [-f] [-d] -o dataset=NAME[,OPTION...] MOUNTPOINT\n"
 	"\n"
+	"  -o dataset=NAME     keys, vault and access rules from the key agent, under a lease\n"
+	"  -o agent=SOCKET     the key agent's socket (default " AGENT_DEFAULT_SOCKET ")\n"
 	"  -f                  stay in the foreground, log to stderr\n"
 	"  -d                  foreground with FUSE request tracing\n"
 	"  -o keyfile=FILE     development key file made by 'vaultctl init'\n"
@@ -148,6 +156,37 @@ static int check_mountpoint(const char *path)
 		return fail("unmount it first",
 			    "mountpoint '%s' is busy: something is mounted there already", path);
 	return 0;
+}
+
+/* Mount through the agent: the lease brings the keys, the vault directory and the rules. */
+static int lease_keys(struct options *opts, struct keysource **keys, struct lease **lease,
+		      struct vfs_access **access)
+{
+	const char *socket = opts->agent ? opts->agent : getenv("VAULTFS_AGENT_SOCKET");
+	const char *shown = socket ? socket : AGENT_DEFAULT_SOCKET;
+	int err;
+
+	if (opts->keyfile || opts->ephemeral || opts->cipher)
+		return fail(NULL, "option dataset= excludes keyfile=, ephemeral and cipher=");
+	err = lease_acquire(lease, socket, opts->dataset, keys, &opts->vault_dir, access);
+	switch (err) {
+	case 0:
+		return 0;
+	case -ENOENT:
+	case -ECONNREFUSED:
+		return fail("start vault-keyagent, or pass -o agent=SOCKET",
+			    "the key agent is not running at '%s'", shown);
+	case -EACCES:
+	case -EPERM:
+		return fail("ask an administrator for a role on it",
+			    "the key agent refused dataset '%s' to you", opts->dataset);
+	case -EKEYREJECTED:
+	case -ENOKEY:
+		return fail("run 'vaultctl unlock' first",
+			    "the key agent is sealed or has no key for '%s'", opts->dataset);
+	default:
+		return fail(strerror(-err), "no lease on dataset '%s'", opts->dataset);
+	}
 }
 
 static int open_keys(const struct options *opts, struct keysource **keys)
@@ -253,7 +292,8 @@ static int parse_count(const char *text, const char *name, uint64_t min, uint64_
 	return 0;
 }
 
-static int serve(struct vfs *vfs, struct fuse_args *args, const struct options *opts)
+static int serve(struct vfs *vfs, struct fuse_args *args, const struct options *opts,
+		 struct lease *lease)
 {
 	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *session;
@@ -278,6 +318,8 @@ static int serve(struct vfs *vfs, struct fuse_args *args, const struct options *
 		log_init("vaultfs", true, LOG_INFO);
 	if (flusher_start(vfs) != 0)
 		goto out_unmount;
+	if (lease && lease_start(lease, vfs) != 0)
+		goto out_flusher;
 	loop = fuse_loop_cfg_create();
 	if (!loop)
 		goto out_flusher;
@@ -286,6 +328,7 @@ static int serve(struct vfs *vfs, struct fuse_args *args, const struct options *
 	log_info("vault mounted");
 	status = fuse_session_loop_mt(session, loop) == 0 ? 0 : 1;
 	fuse_loop_cfg_destroy(loop);
+	lease_stop(lease);
 out_flusher:
 	flusher_stop(vfs);
 out_unmount:
@@ -303,6 +346,8 @@ int main(int argc, char *argv[])
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct options opts = { 0 };
 	struct keysource *keys = NULL;
+	struct vfs_access *access = NULL;
+	struct lease *lease = NULL;
 	struct vault *vault = NULL;
 	struct vfs vfs;
 	int status = 1;
@@ -321,7 +366,13 @@ int main(int argc, char *argv[])
 		status = 0;
 		goto out_free;
 	}
-	if (!opts.vault_dir || !opts.mountpoint) {
+	if (opts.dataset && opts.vault_dir && !opts.mountpoint) {
+		/* With the agent the only argument is the mountpoint. */
+		opts.mountpoint = opts.vault_dir;
+		opts.vault_dir = NULL;
+	}
+	if ((opts.dataset && (opts.vault_dir || !opts.mountpoint)) ||
+	    (!opts.dataset && (!opts.vault_dir || !opts.mountpoint))) {
 		fputs(usage_text, stderr);
 		status = 2;
 		goto out_free;
@@ -330,7 +381,9 @@ int main(int argc, char *argv[])
 		fail(NULL, "cannot initialise secret memory");
 		goto out_free;
 	}
-	if (check_mountpoint(opts.mountpoint) || open_keys(&opts, &keys))
+	if (check_mountpoint(opts.mountpoint))
+		goto out_free;
+	if (opts.dataset ? lease_keys(&opts, &keys, &lease, &access) : open_keys(&opts, &keys))
 		goto out_free;
 	if (opts.ephemeral && create_ephemeral(&opts, keys))
 		goto out_keys;
@@ -340,6 +393,7 @@ int main(int argc, char *argv[])
 		fail(NULL, "out of memory");
 		goto out_vault;
 	}
+	vfs.access = access;
 	if (opts.budget_limit &&
 	    parse_count(opts.budget_limit, "budget_limit", 1, OBJECT_MAX_ENCRYPTIONS,
 			&vfs.budget_limit))
@@ -354,7 +408,7 @@ int main(int argc, char *argv[])
 	if (fuse_opt_add_arg(&args, "-odefault_permissions") != 0 ||
 	    fuse_opt_insert_arg(&args, 1, "-osubtype=vaultfs,fsname=vaultfs") != 0)
 		goto out_vfs;
-	status = serve(&vfs, &args, &opts);
+	status = serve(&vfs, &args, &opts, lease);
 	int err = node_flush_all(&vfs);
 	if (err) {
 		log_error("final metadata flush failed: %s", strerror(-err));
@@ -365,8 +419,12 @@ out_vfs:
 out_vault:
 	vault_close(vault);
 out_keys:
+	lease_release(lease);
+	lease_access_free(access);
 	keysource_free(keys);
 out_free:
+	free(opts.dataset);
+	free(opts.agent);
 	free(opts.keyfile);
 	free(opts.cipher);
 	free(opts.budget_limit);

@@ -8,6 +8,7 @@
 #include "fs/vaultfs.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -45,6 +46,7 @@ int vfs_init(struct vfs *vfs, struct vault *vault, struct keysource *keys, bool 
 		return -ENOMEM;
 	pthread_mutex_init(&vfs->table_lock, NULL);
 	pthread_mutex_init(&vfs->deks_lock, NULL);
+	pthread_rwlock_init(&vfs->paths_lock, NULL);
 	pthread_mutex_init(&vfs->flusher_lock, NULL);
 	pthread_cond_init(&vfs->flusher_wake, NULL);
 	return 0;
@@ -57,6 +59,7 @@ static void vnode_free(struct vnode *node)
 	object_key_free(node->key);
 	meta_inode_release(&node->rec);
 	pthread_rwlock_destroy(&node->lock);
+	free(node->path);
 	free(node);
 }
 
@@ -75,6 +78,7 @@ void vfs_release(struct vfs *vfs)
 	for (int i = 0; i < VFS_DEK_CACHE; i++)
 		secret_free(vfs->deks[i]);
 	pthread_mutex_destroy(&vfs->deks_lock);
+	pthread_rwlock_destroy(&vfs->paths_lock);
 	pthread_mutex_destroy(&vfs->table_lock);
 	pthread_mutex_destroy(&vfs->flusher_lock);
 	pthread_cond_destroy(&vfs->flusher_wake);
@@ -257,6 +261,41 @@ int node_object_key(struct vfs *vfs, const struct object_header *header,
 		err = object_key_new(out, header, dek);
 	pthread_mutex_unlock(&vfs->deks_lock);
 	return err;
+}
+
+void node_forget_keys(struct vfs *vfs)
+{
+	struct vnode **nodes = NULL;
+	size_t count = 0;
+
+	pthread_mutex_lock(&vfs->deks_lock);
+	for (int i = 0; i < VFS_DEK_CACHE; i++) {
+		secret_free(vfs->deks[i]);
+		vfs->deks[i] = NULL;
+	}
+	pthread_mutex_unlock(&vfs->deks_lock);
+
+	pthread_mutex_lock(&vfs->table_lock);
+	nodes = calloc(vfs->table_count ? vfs->table_count : 1, sizeof(*nodes));
+	for (size_t i = 0; nodes && i < vfs->table_size; i++) {
+		for (struct vnode *node = vfs->table[i]; node; node = node->next) {
+			node->pins++;
+			nodes[count++] = node;
+		}
+	}
+	pthread_mutex_unlock(&vfs->table_lock);
+	for (size_t i = 0; i < count; i++) {
+		pthread_rwlock_wrlock(&nodes[i]->lock);
+		object_key_free(nodes[i]->key);
+		nodes[i]->key = NULL;
+		if (nodes[i]->object_fd >= 0)
+			close(nodes[i]->object_fd);
+		nodes[i]->object_fd = -1;
+		nodes[i]->object_error = -EACCES;
+		pthread_rwlock_unlock(&nodes[i]->lock);
+		node_put(vfs, nodes[i]);
+	}
+	free(nodes);
 }
 
 void node_lookup_ref(struct vfs *vfs, struct vnode *node)
@@ -582,4 +621,72 @@ void flusher_stop(struct vfs *vfs)
 	pthread_mutex_unlock(&vfs->flusher_lock);
 	pthread_join(vfs->flusher, NULL);
 	vfs->flusher_running = false;
+}
+
+/* dir's path + "/" + name ("name" at the root); NULL when dir's path is unknown. */
+static char *join_path(const struct vnode *dir, const char *name)
+{
+	char *path = NULL;
+
+	if (!dir->path)
+		return NULL;
+	if (dir->path[0] == '\0')
+		path = strdup(name);
+	else if (asprintf(&path, "%s/%s", dir->path, name) < 0)
+		path = NULL;
+	return path;
+}
+
+void node_set_path(struct vfs *vfs, struct vnode *node, struct vnode *dir, const char *name)
+{
+	pthread_rwlock_wrlock(&vfs->paths_lock);
+	char *path = name ? join_path(dir, name) : strdup("");
+	if (path && (!node->path || strcmp(path, node->path) != 0)) {
+		free(node->path);
+		node->path = path;
+		path = NULL;
+	}
+	free(path);
+	pthread_rwlock_unlock(&vfs->paths_lock);
+}
+
+void node_move_paths(struct vfs *vfs, struct vnode *node, struct vnode *dir, const char *name)
+{
+	pthread_rwlock_wrlock(&vfs->paths_lock);
+	char *old = node->path;
+	char *path = join_path(dir, name);
+	node->path = path;
+	if (old && path && S_ISDIR(node->rec.mode)) {
+		size_t old_len = strlen(old);
+		pthread_mutex_lock(&vfs->table_lock);
+		for (size_t i = 0; i < vfs->table_size; i++) {
+			for (struct vnode *v = vfs->table[i]; v; v = v->next) {
+				char *moved;
+				if (!v->path || strncmp(v->path, old, old_len) != 0 ||
+				    v->path[old_len] != '/')
+					continue;
+				if (asprintf(&moved, "%s%s", path, v->path + old_len) < 0)
+					moved = NULL;  /* unknown: the policy then refuses */
+				free(v->path);
+				v->path = moved;
+			}
+		}
+		pthread_mutex_unlock(&vfs->table_lock);
+	}
+	free(old);
+	pthread_rwlock_unlock(&vfs->paths_lock);
+}
+
+char *node_path(struct vfs *vfs, uint64_t ino, const char *name)
+{
+	char *path = NULL;
+
+	pthread_rwlock_rdlock(&vfs->paths_lock);
+	pthread_mutex_lock(&vfs->table_lock);
+	struct vnode *node = table_find(vfs, ino);
+	if (node && node->path)
+		path = name ? join_path(node, name) : strdup(node->path);
+	pthread_mutex_unlock(&vfs->table_lock);
+	pthread_rwlock_unlock(&vfs->paths_lock);
+	return path;
 }

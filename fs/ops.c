@@ -110,7 +110,7 @@ static void vfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vfs *vfs = vfs_of(req);
 	struct fuse_entry_param e;
-	int err = gate_enter(vfs, req, GATE_LOOKUP, parent);
+	int err = gate_enter(vfs, req, GATE_LOOKUP, parent, name);
 
 	if (!err)
 		err = do_lookup(vfs, parent, name, &e);
@@ -144,7 +144,7 @@ static void vfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 {
 	struct vfs *vfs = vfs_of(req);
 	struct stat st;
-	int err = gate_enter(vfs, req, GATE_GETATTR, ino);
+	int err = gate_enter(vfs, req, GATE_GETATTR, ino, NULL);
 
 	(void)fi;
 	if (!err)
@@ -161,7 +161,7 @@ static void vfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, in
 {
 	struct vfs *vfs = vfs_of(req);
 	struct stat st;
-	int err = gate_enter(vfs, req, GATE_SETATTR, ino);
+	int err = gate_enter(vfs, req, GATE_SETATTR, ino, NULL);
 
 	(void)fi;
 	if (!err)
@@ -177,7 +177,7 @@ static void vfs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	struct vfs *vfs = vfs_of(req);
 	char target[META_SYMLINK_MAX + 1];
-	int err = gate_enter(vfs, req, GATE_READLINK, ino);
+	int err = gate_enter(vfs, req, GATE_READLINK, ino, NULL);
 
 	if (!err)
 		err = do_readlink(vfs, ino, target, sizeof(target));
@@ -193,7 +193,7 @@ static void make_node(fuse_req_t req, enum gate_op op, fuse_ino_t parent, const 
 {
 	struct vfs *vfs = vfs_of(req);
 	struct fuse_entry_param e;
-	int err = gate_enter(vfs, req, op, parent);
+	int err = gate_enter(vfs, req, op, parent, name);
 
 	if (!err)
 		err = do_mknod(vfs, fuse_req_ctx(req), parent, name, mode, rdev, target, &e, NULL);
@@ -224,7 +224,7 @@ static void vfs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 static void remove_name(fuse_req_t req, enum gate_op op, fuse_ino_t parent, const char *name)
 {
 	struct vfs *vfs = vfs_of(req);
-	int err = gate_enter(vfs, req, op, parent);
+	int err = gate_enter(vfs, req, op, parent, name);
 
 	if (!err)
 		err = do_unlink(vfs, parent, name, op == GATE_RMDIR);
@@ -246,7 +246,10 @@ static void vfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 			  fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
 	struct vfs *vfs = vfs_of(req);
-	int err = gate_enter(vfs, req, GATE_RENAME, parent);
+	int err = gate_enter(vfs, req, GATE_RENAME, parent, name);
+
+	if (!err)
+		err = gate_enter(vfs, req, GATE_RENAME, newparent, newname);
 
 	if (!err)
 		err = do_rename(vfs, parent, name, newparent, newname, flags);
@@ -259,7 +262,10 @@ static void vfs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 {
 	struct vfs *vfs = vfs_of(req);
 	struct fuse_entry_param e;
-	int err = gate_enter(vfs, req, GATE_LINK, ino);
+	int err = gate_enter(vfs, req, GATE_READ, ino, NULL);
+
+	if (!err)
+		err = gate_enter(vfs, req, GATE_LINK, newparent, newname);
 
 	if (!err)
 		err = do_link(vfs, ino, newparent, newname, &e);
@@ -274,7 +280,8 @@ static void vfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 {
 	struct vfs *vfs = vfs_of(req);
 	struct vnode *node = NULL;
-	int err = gate_enter(vfs, req, GATE_OPEN, ino);
+	bool writes = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
+	int err = gate_enter(vfs, req, writes ? GATE_OPEN_WRITE : GATE_OPEN, ino, NULL);
 
 	if (!err && vfs->read_only && (fi->flags & O_ACCMODE) != O_RDONLY)
 		err = -EROFS;
@@ -307,7 +314,7 @@ static void vfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 	struct vfs *vfs = vfs_of(req);
 	struct fuse_entry_param e;
 	struct vnode *node = NULL;
-	int err = gate_enter(vfs, req, GATE_CREATE, parent);
+	int err = gate_enter(vfs, req, GATE_CREATE, parent, name);
 
 	if (!err)
 		err = do_mknod(vfs, fuse_req_ctx(req), parent, name, S_IFREG | (mode & 07777), 0,
@@ -338,7 +345,7 @@ static void vfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct vfs *vfs = vfs_of(req);
 	uint8_t *buf = NULL;
 	size_t done = 0;
-	int err = gate_enter(vfs, req, GATE_READ, ino);
+	int err = gate_enter(vfs, req, GATE_READ, ino, NULL);
 
 	if (!err) {
 		buf = scratch_get(SCRATCH_REPLY, size ? size : 1);
@@ -355,7 +362,7 @@ static void vfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t
 			 off_t off, struct fuse_file_info *fi)
 {
 	struct vfs *vfs = vfs_of(req);
-	int err = gate_enter(vfs, req, GATE_WRITE, ino);
+	int err = gate_enter(vfs, req, GATE_WRITE, ino, NULL);
 
 	if (!err)
 		err = vfs->read_only ? -EROFS
@@ -381,7 +388,7 @@ static void refresh_kernel_attributes(struct vfs *vfs, struct vnode *node)
 static void vfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vfs *vfs = vfs_of(req);
-	int err = gate_enter(vfs, req, GATE_FLUSH, ino);
+	int err = gate_enter(vfs, req, GATE_FLUSH, ino, NULL);
 
 	if (!err)
 		err = do_flush(vfs, handle_of(fi));
@@ -398,7 +405,7 @@ static void vfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 	int err;
 
 	/* A release is never refused: the handle must go whatever the policy says. */
-	(void)gate_enter(vfs, req, GATE_RELEASE, ino);
+	(void)gate_enter(vfs, req, GATE_RELEASE, ino, NULL);
 	err = do_release(vfs, node);
 	node_put(vfs, node);
 	gate_leave(vfs, req, GATE_RELEASE, ino, err);
@@ -409,7 +416,7 @@ static void vfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 			 struct fuse_file_info *fi)
 {
 	struct vfs *vfs = vfs_of(req);
-	int err = gate_enter(vfs, req, GATE_FSYNC, ino);
+	int err = gate_enter(vfs, req, GATE_FSYNC, ino, NULL);
 
 	if (!err)
 		err = do_fsync(vfs, handle_of(fi), datasync != 0);
@@ -420,7 +427,7 @@ static void vfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 static void vfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vfs *vfs = vfs_of(req);
-	int err = gate_enter(vfs, req, GATE_OPENDIR, ino);
+	int err = gate_enter(vfs, req, GATE_OPENDIR, ino, NULL);
 
 	gate_leave(vfs, req, GATE_OPENDIR, ino, err);
 	if (err) {
@@ -438,7 +445,7 @@ static void vfs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	struct vfs *vfs = vfs_of(req);
 	char *buf = NULL;
 	size_t used = 0;
-	int err = gate_enter(vfs, req, GATE_READDIR, ino);
+	int err = gate_enter(vfs, req, GATE_READDIR, ino, NULL);
 
 	(void)fi;
 	if (!err) {
@@ -463,7 +470,7 @@ static void vfs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 			    struct fuse_file_info *fi)
 {
 	struct vfs *vfs = vfs_of(req);
-	int err = gate_enter(vfs, req, GATE_FSYNC, ino);
+	int err = gate_enter(vfs, req, GATE_FSYNC, ino, NULL);
 
 	(void)datasync;
 	(void)fi;
@@ -477,7 +484,7 @@ static void vfs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct vfs *vfs = vfs_of(req);
 	struct statvfs st;
-	int err = gate_enter(vfs, req, GATE_STATFS, ino);
+	int err = gate_enter(vfs, req, GATE_STATFS, ino, NULL);
 
 	if (!err)
 		err = do_statfs(vfs, &st);
@@ -492,7 +499,7 @@ static void vfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			    const char *value, size_t size, int flags)
 {
 	struct vfs *vfs = vfs_of(req);
-	int err = gate_enter(vfs, req, GATE_SETXATTR, ino);
+	int err = gate_enter(vfs, req, GATE_SETXATTR, ino, NULL);
 
 	if (!err)
 		err = do_setxattr(vfs, ino, name, value, size, flags);
@@ -505,7 +512,7 @@ static void vfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, si
 	struct vfs *vfs = vfs_of(req);
 	uint8_t *value = NULL;
 	size_t len = 0;
-	int err = gate_enter(vfs, req, GATE_GETXATTR, ino);
+	int err = gate_enter(vfs, req, GATE_GETXATTR, ino, NULL);
 
 	if (!err)
 		err = do_getxattr(vfs, ino, name, &value, &len);
@@ -526,7 +533,7 @@ static void vfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	struct vfs *vfs = vfs_of(req);
 	char *buf = NULL;
 	size_t needed = 0;
-	int err = gate_enter(vfs, req, GATE_LISTXATTR, ino);
+	int err = gate_enter(vfs, req, GATE_LISTXATTR, ino, NULL);
 
 	if (!err && size) {
 		buf = (char *)scratch_get(SCRATCH_REPLY, size);
@@ -547,7 +554,7 @@ static void vfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static void vfs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	struct vfs *vfs = vfs_of(req);
-	int err = gate_enter(vfs, req, GATE_REMOVEXATTR, ino);
+	int err = gate_enter(vfs, req, GATE_REMOVEXATTR, ino, NULL);
 
 	if (!err)
 		err = do_removexattr(vfs, ino, name);

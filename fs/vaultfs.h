@@ -19,6 +19,7 @@
 
 #include "lib/meta.h"
 #include "lib/object.h"
+#include "lib/policy.h"
 
 struct keysource;
 struct vault;
@@ -30,6 +31,9 @@ struct vnode {
 	uint32_t pins;           /* references held by requests in flight */
 	uint32_t opens;          /* open file handles */
 	struct vnode *next;      /* hash chain */
+	/* Guarded by vfs.paths_lock: the path inside the vault it was last reached by ("" for
+	 * the root, NULL when unknown), for the policy's path rules. */
+	char *path;
 	/* Guarded by lock. */
 	pthread_rwlock_t lock;
 	struct meta_inode rec;   /* authoritative while the vnode exists */
@@ -45,6 +49,14 @@ struct vnode {
 
 #define VFS_DEK_CACHE 8
 
+/* What the key agent's lease says about access to this mount (see gate.c, lease.c). */
+struct vfs_access {
+	pthread_rwlock_t lock;        /* guards grants */
+	struct policy_grants grants;
+	bool group_grants;            /* some grant names a gid: supplementary groups matter */
+	bool revoked;                 /* set once, never cleared (atomic access) */
+};
+
 struct vfs {
 	struct vault *vault;
 	struct keysource *keys;
@@ -54,6 +66,11 @@ struct vfs {
 	uint64_t budget_limit;         /* OBJECT_MAX_ENCRYPTIONS */
 	double entry_timeout;
 	struct fuse_session *session;
+
+	pthread_rwlock_t paths_lock;
+	/* NULL when the mount has no policy (key file, ephemeral): the kernel's mode checks
+	 * are then the only access control. */
+	struct vfs_access *access;
 
 	pthread_mutex_t table_lock;
 	struct vnode **table;
@@ -88,6 +105,9 @@ int node_save(struct vfs *vfs, struct vnode *node);
 /* Derive the file key of an object whose header is given. Returns 0 or -errno. */
 int node_object_key(struct vfs *vfs, const struct object_header *header,
 		    struct object_key **out);
+/* Revocation: wipe the DEK cache and every vnode's file key, close their objects, and
+ * make any request still holding a vnode fail with EACCES. */
+void node_forget_keys(struct vfs *vfs);
 /* Store every dirty record and make the store durable. */
 int node_flush_all(struct vfs *vfs);
 /* Lock up to four vnodes (NULLs and repeats allowed) for writing, in inode order. */
@@ -99,6 +119,13 @@ int node_destroy(struct vfs *vfs, struct vnode *node);
 /* Delete orphans left by a killed daemon. */
 int node_reclaim_orphans(struct vfs *vfs);
 void node_fill_stat(const struct vfs *vfs, const struct meta_inode *rec, struct stat *st);
+/* Record that node is reached as name inside the directory dir (NULL name: node is the
+ * root). Renaming a directory moves the recorded paths of everything below it. */
+void node_set_path(struct vfs *vfs, struct vnode *node, struct vnode *dir, const char *name);
+void node_move_paths(struct vfs *vfs, struct vnode *node, struct vnode *dir, const char *name);
+/* Copy ino's path (+ "/" + name when name is not NULL) into a malloc'd string, or NULL
+ * when the path is unknown. */
+char *node_path(struct vfs *vfs, uint64_t ino, const char *name);
 void node_time_now(struct timespec *now);
 int flusher_start(struct vfs *vfs);
 void flusher_stop(struct vfs *vfs);
@@ -151,12 +178,32 @@ enum gate_op {
 	GATE_UNLINK, GATE_RMDIR, GATE_SYMLINK, GATE_RENAME, GATE_LINK, GATE_OPEN, GATE_READ,
 	GATE_WRITE, GATE_FLUSH, GATE_RELEASE, GATE_FSYNC, GATE_OPENDIR, GATE_READDIR,
 	GATE_STATFS, GATE_SETXATTR, GATE_GETXATTR, GATE_LISTXATTR, GATE_REMOVEXATTR,
-	GATE_CREATE, GATE_ACCESS, GATE_COUNT,
+	GATE_CREATE, GATE_ACCESS, GATE_OPEN_WRITE, GATE_COUNT,
 };
-/* Before the work: 0 to proceed, or -errno to refuse the request. */
-int gate_enter(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino);
+/* Before the work: 0 to proceed, or -errno to refuse the request. The request is on
+ * inode ino, or on the entry name inside directory ino when name is not NULL. */
+int gate_enter(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino,
+	       const char *name);
 /* After the work, with its result (0 or -errno). */
 void gate_leave(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino, int result);
+
+/* lease.c: mounting through the key agent. */
+struct lease;
+struct keysource;
+/* Ask the agent (socket_path NULL: the default) for a lease on dataset: returns the key
+ * source holding its keys, the vault directory (malloc'd) and the access the gate uses.
+ * -errno from the agent (EACCES: no role) or the transport. */
+int lease_acquire(struct lease **out, const char *socket_path, const char *dataset,
+		  struct keysource **keys, char **vault_dir, struct vfs_access **access);
+/* Start renewing in the background; the mount's vfs must be set up. */
+int lease_start(struct lease *lease, struct vfs *vfs);
+/* Wipe keys and refuse everything from now on (idempotent). */
+void lease_revoke(struct vfs *vfs, struct keysource *keys, const char *why);
+/* Stop renewing (before the vfs goes away). */
+void lease_stop(struct lease *lease);
+/* Stop renewing and tell the agent the mount is gone. */
+void lease_release(struct lease *lease);
+void lease_access_free(struct vfs_access *access);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops vaultfs_ops;

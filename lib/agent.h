@@ -13,7 +13,9 @@
 
 struct agent;
 
-/* Connect to the agent at socket_path (NULL: $VAULTFS_AGENT_SOCKET or the default). */
+/* Connect to the agent at socket_path (NULL: $VAULTFS_AGENT_SOCKET, ignored in a setuid
+ * process, or the default). The socket is close-on-exec. -ENAMETOOLONG for a path that
+ * does not fit a Unix socket address. */
 int agent_connect(struct agent **out, const char *socket_path) __attribute__((warn_unused_result));
 void agent_close(struct agent *agent);
 
@@ -21,6 +23,11 @@ void agent_close(struct agent *agent);
  * Send request (its id is set here) and receive the answer into reply (released by the
  * caller). Returns 0 when the agent answered PROTOCOL_OK; the agent's -errno when it
  * answered PROTOCOL_ERROR (reply->text holds its message); -errno for transport failures.
+ * Requests are numbered 1, 2, ... per connection; an answer with another id or of another
+ * type than OK/ERROR is -EBADMSG. -EINVAL or -EMSGSIZE for a request that cannot be
+ * encoded (nothing sent); after any other transport or protocol failure reply holds
+ * nothing, the connection is unusable and every later call returns -ECONNRESET: close it
+ * and connect again.
  */
 int agent_call(struct agent *agent, const struct protocol_message *request,
 	       struct protocol_message *reply) __attribute__((warn_unused_result));

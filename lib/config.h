@@ -16,7 +16,9 @@
  *   users = alice, 1001                    (names or numeric ids; repeatable)
  *   groups = ml
  *   grant = cardio rw                      (DATASET ro|rw; repeatable)
- *   path = cardio features/** ro           (DATASET GLOB ro|rw; repeatable, in order)
+ *   path = cardio features/<**> ro         (DATASET GLOB ro|rw; repeatable, in order;
+ *                                           written here with <> only because a C
+ *                                           comment cannot hold a slash and two stars)
  *   window = Mon-Fri 07:00-19:00 Europe/Berlin
  *   hosts = gpu-*, train-?.example.org
  *   admin = cardio rotate retire           (DATASET|* PRIV...; see policy.h)

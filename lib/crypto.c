@@ -26,6 +26,7 @@ static const char *const context_strings[] = {
 	[CRYPTO_CTX_SEAL_SUBKEY] = "vaultfs.v1.seal-subkey",
 	[CRYPTO_CTX_NAME_HASH] = "vaultfs.v1.name-hash",
 	[CRYPTO_CTX_DIR_HASH] = "vaultfs.v1.dir-hash",
+	[CRYPTO_CTX_KEK_CHECK] = "vaultfs.v1.kek-check",
 };
 _Static_assert(sizeof(context_strings) / sizeof(context_strings[0]) == CRYPTO_CTX_COUNT,
 	       "one context string per enum crypto_context value");
@@ -40,6 +41,18 @@ _Static_assert(CRYPTO_TAG_LEN == crypto_aead_xchacha20poly1305_ietf_ABYTES,
 _Static_assert(CRYPTO_NONCE_MAX >= crypto_aead_aes256gcm_NPUBBYTES, "nonce buffer");
 _Static_assert(CRYPTO_NONCE_MAX >= crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
 	       "nonce buffer");
+
+_Static_assert(CRYPTO_PWHASH_SALT_LEN == crypto_pwhash_argon2id_SALTBYTES, "Argon2id salt");
+_Static_assert(CRYPTO_PWHASH_OPSLIMIT_MIN == crypto_pwhash_argon2id_OPSLIMIT_MIN,
+	       "Argon2id minimum passes");
+_Static_assert(CRYPTO_PWHASH_MEMLIMIT_MIN == crypto_pwhash_argon2id_MEMLIMIT_MIN,
+	       "Argon2id minimum memory");
+_Static_assert(CRYPTO_PWHASH_OPSLIMIT_MODERATE == crypto_pwhash_argon2id_OPSLIMIT_MODERATE,
+	       "Argon2id moderate passes");
+_Static_assert(CRYPTO_PWHASH_MEMLIMIT_MODERATE == crypto_pwhash_argon2id_MEMLIMIT_MODERATE,
+	       "Argon2id moderate memory");
+_Static_assert(CRYPTO_PWHASH_MEMLIMIT_MAX <= crypto_pwhash_argon2id_MEMLIMIT_MAX,
+	       "Argon2id maximum memory");
 
 /*
  * Allocated with sodium_malloc(), which places the object so that it ends at a guard
@@ -322,6 +335,25 @@ int crypto_unseal(uint8_t *m, size_t m_len, const uint8_t *in, size_t in_len,
 	if (ret < 0)
 		sodium_memzero(m, m_len);
 	return ret;
+}
+
+int crypto_password_key(uint8_t key[CRYPTO_KEY_LEN], const char *password, size_t len,
+			const uint8_t salt[CRYPTO_PWHASH_SALT_LEN], uint64_t opslimit,
+			size_t memlimit)
+{
+	if (opslimit < CRYPTO_PWHASH_OPSLIMIT_MIN || opslimit > CRYPTO_PWHASH_OPSLIMIT_MAX ||
+	    memlimit < CRYPTO_PWHASH_MEMLIMIT_MIN || memlimit > CRYPTO_PWHASH_MEMLIMIT_MAX ||
+	    (password == NULL && len != 0) || len > crypto_pwhash_argon2id_PASSWD_MAX) {
+		sodium_memzero(key, CRYPTO_KEY_LEN);
+		return -EINVAL;
+	}
+	/* With the limits checked, the only failure left is the memory allocation. */
+	if (crypto_pwhash(key, CRYPTO_KEY_LEN, password == NULL ? "" : password, len, salt,
+			  opslimit, memlimit, crypto_pwhash_ALG_ARGON2ID13) != 0) {
+		sodium_memzero(key, CRYPTO_KEY_LEN);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 void crypto_to_hex(char *hex, size_t hex_len, const uint8_t *bin, size_t bin_len)

@@ -36,6 +36,7 @@ enum crypto_context {
 	CRYPTO_CTX_SEAL_SUBKEY,  /* per-value subkey of crypto_seal() */
 	CRYPTO_CTX_NAME_HASH,    /* keyed hash of (parent, name): directory entry keys */
 	CRYPTO_CTX_DIR_HASH,     /* keyed hash of a directory inode: entry key prefix */
+	CRYPTO_CTX_KEK_CHECK,    /* keystore check value: detects a wrong KEK */
 	CRYPTO_CTX_COUNT,
 };
 
@@ -115,6 +116,30 @@ int crypto_seal(uint8_t *out, size_t out_len, const uint8_t *m, size_t m_len,
 int crypto_unseal(uint8_t *m, size_t m_len, const uint8_t *in, size_t in_len,
 		  const uint8_t *ad, size_t ad_len, enum crypto_cipher cipher,
 		  const uint8_t key[CRYPTO_KEY_LEN]) __attribute__((warn_unused_result));
+
+/*
+ * Password hashing: Argon2id (version 1.3) with parallelism 1, as libsodium's
+ * crypto_pwhash computes it. The limits are stored beside the salt (keystore) so they
+ * can be raised later: opslimit is Argon2's pass count t, memlimit is in bytes (Argon2's
+ * m is memlimit / 1024 KiB). MODERATE is the production setting (about a second, 256
+ * MiB); MIN is for tests only. MAX bounds what a stored record may ask for.
+ */
+#define CRYPTO_PWHASH_SALT_LEN 16
+#define CRYPTO_PWHASH_OPSLIMIT_MIN 1u
+#define CRYPTO_PWHASH_MEMLIMIT_MIN ((size_t)8192)
+#define CRYPTO_PWHASH_OPSLIMIT_MODERATE 3u
+#define CRYPTO_PWHASH_MEMLIMIT_MODERATE ((size_t)256 << 20)
+#define CRYPTO_PWHASH_OPSLIMIT_MAX 64u
+#define CRYPTO_PWHASH_MEMLIMIT_MAX ((size_t)4 << 30)
+
+/*
+ * key = Argon2id(password, salt, t = opslimit, m = memlimit / 1024 KiB, p = 1), 32 bytes.
+ * key should be secret memory; it is wiped on failure. Returns 0, -EINVAL (limits
+ * outside MIN..MAX), -ENOMEM (the memlimit could not be allocated).
+ */
+int crypto_password_key(uint8_t key[CRYPTO_KEY_LEN], const char *password, size_t len,
+			const uint8_t salt[CRYPTO_PWHASH_SALT_LEN], uint64_t opslimit,
+			size_t memlimit) __attribute__((warn_unused_result));
 
 /* Lower-case hex of bin into hex (2*bin_len+1 bytes with the NUL). */
 void crypto_to_hex(char *hex, size_t hex_len, const uint8_t *bin, size_t bin_len);

@@ -66,6 +66,7 @@ struct meta {
 	uint8_t vault_id[VAULT_ID_LEN];
 	uint8_t *index_key;   /* secret memory */
 	pthread_mutex_t cache_lock;
+	bool revoked;         /* guarded by cache_lock */
 	struct meta_key_entry *cache;
 	size_t cache_len;
 	size_t cache_cap;
@@ -405,6 +406,10 @@ static int meta_key_get(struct meta *meta, uint32_t version, const uint8_t **out
 	int ret = 0;
 
 	pthread_mutex_lock(&meta->cache_lock);
+	if (meta->revoked) {
+		ret = -EKEYREVOKED;
+		goto out_unlock;
+	}
 	for (size_t i = 0; i < meta->cache_len; i++) {
 		if (meta->cache[i].version == version) {
 			*out = meta->cache[i].key;
@@ -445,6 +450,19 @@ out_free:
 out_unlock:
 	pthread_mutex_unlock(&meta->cache_lock);
 	return ret;
+}
+
+void meta_revoke_keys(struct meta *meta)
+{
+	pthread_mutex_lock(&meta->cache_lock);
+	meta->revoked = true;
+	/* Wiped in place, not freed: a request that borrowed a key a moment ago may still
+	 * hold the pointer; it now computes with zeros and fails to authenticate. */
+	for (size_t i = 0; i < meta->cache_len; i++)
+		secret_wipe(meta->cache[i].key, CRYPTO_KEY_LEN);
+	if (meta->index_key)
+		secret_wipe(meta->index_key, CRYPTO_KEY_LEN);
+	pthread_mutex_unlock(&meta->cache_lock);
 }
 
 static size_t ad_build(uint8_t ad[AD_MAX], const struct meta *meta, enum store_table table,

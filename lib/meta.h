@@ -167,6 +167,10 @@ int meta_orphan_iterate(struct meta_txn *txn, int (*fn)(void *arg, uint64_t ino)
 /* Number of inode records (for info and fsck). */
 int meta_inode_count(struct meta_txn *txn, size_t *count) __attribute__((warn_unused_result));
 
+/* Revocation: wipe the cached metadata keys and the index key in place; every later
+ * read or write of a record fails (-EKEYREVOKED). Irreversible for this struct meta. */
+void meta_revoke_keys(struct meta *meta);
+
 /* The newest key version, used for new values and new objects. */
 uint32_t meta_key_version(const struct meta *meta);
 

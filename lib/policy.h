@@ -7,8 +7,9 @@
  *
  * Path rules: within a dataset, a role's rules are tried in file order and the first
  * whose glob matches the path decides (the grant's mode is a ceiling: a rule never
- * gives rw under an ro grant). Globs: '*' and '?' within one path component, '**' any
- * number of components ("features/**" matches everything below features/). Paths are
+ * gives rw under an ro grant). Globs: '*' and '?' within one path component, '**' as a
+ * whole component any number of components (so features, a slash and '**' match
+ * everything below features). Paths are
  * relative to the dataset root, without a leading '/'. A role with no rules for a dataset
  * gives its grant mode to every path. Directories are always traversable and listable
  * by anyone with any access to the dataset (names are not content); file contents and
@@ -23,7 +24,8 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define POLICY_NAME_MAX 64      /* role and dataset names: [A-Za-z0-9._-], 1..64 bytes */
+#define POLICY_NAME_MAX 64      /* role and dataset names: [A-Za-z0-9._-], 1..64 bytes,
+				 * not "." or "..", not starting with '-' */
 #define POLICY_GLOB_MAX 255
 
 enum policy_mode {
@@ -82,6 +84,7 @@ int policy_role_add_group(struct policy_role *role, const char *group, unsigned 
 			  struct policy_error *err);
 int policy_role_add_grant(struct policy_role *role, const char *dataset, enum policy_mode mode,
 			  unsigned line, struct policy_error *err);
+/* mode may also be POLICY_NONE: a rule that denies the paths it matches. */
 int policy_role_add_path_rule(struct policy_role *role, const char *dataset, const char *glob,
 			      enum policy_mode mode, unsigned line, struct policy_error *err);
 /* "Mon-Fri 07:00-19:00 Europe/Berlin": days (Mon..Sun, ranges and commas), a time range
@@ -100,7 +103,10 @@ int policy_role_add_admin(struct policy_role *role, const char *dataset, unsigne
  * -EPERM with err naming both lines. Call once, after the last add. */
 int policy_finish(struct policy *policy, struct policy_error *err);
 
-/* Decisions. */
+/* Decisions. Time windows are evaluated by pointing TZ at the window's zone for the
+ * call and restoring it: functions taking a policy_context are not thread-safe (the
+ * agent is single-threaded; the FUSE daemon only uses policy_grants_mode). A zone file
+ * that has vanished since loading makes its window not match (fail closed). */
 
 /* Whether principal holds priv on dataset ("*" for global privileges) in context. */
 bool policy_has_privilege(const struct policy *policy, const struct policy_principal *who,
@@ -137,6 +143,8 @@ int policy_grants_copy(struct policy_grants *dst, const struct policy_grants *sr
 /* The datasets named by any grant or admin entry (for listing); *names malloc'd array of
  * pointers into the policy, valid while it lives. */
 int policy_datasets(const struct policy *policy, const char ***names, size_t *count);
+/* The role names in file order, the same way (added for 'vaultctl policy check'). */
+int policy_roles(const struct policy *policy, const char ***names, size_t *count);
 
 /*
  * Mode of principal on a path of the dataset under grants: the best over every grant
@@ -150,6 +158,10 @@ enum policy_mode policy_grants_mode(const struct policy_grants *grants,
 
 /* Glob matching as described at the top (exposed for tests). */
 bool policy_glob_match(const char *glob, const char *path);
+
+/* A group name (getgrnam) or a numeric gid, as in a role's groups: 0, -ENOENT (no such
+ * group), -EINVAL (neither a name nor an id) or -errno. Added for [agent] socket_group. */
+int policy_group_lookup(const char *group, gid_t *gid);
 
 /* Valid dataset or role name. */
 bool policy_name_valid(const char *name);

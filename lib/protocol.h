@@ -10,6 +10,14 @@
  * tag, a repeated or missing field, a length out of bounds, trailing bytes, a name that
  * is not a valid name - is -EBADMSG, and the receiver closes the connection.
  * Integers in fields are little-endian.
+ *
+ * Canonical encoding (lib/protocol.c has the tag table): fields appear in ascending tag
+ * order, the values of a repeatable tag adjacent; a field the type allows but does not
+ * require is present only when it says something (no empty string, zero integer or empty
+ * secret), so an accepted frame is the one encoding of its message and re-encodes to the
+ * same bytes. Text (messages, host) holds no control characters; errors are -4095..-1;
+ * modes are POLICY_RO or POLICY_RW (a rule's may be POLICY_NONE); key versions are
+ * nonzero and distinct within a message.
  */
 #ifndef VAULTFS_PROTOCOL_H
 #define VAULTFS_PROTOCOL_H
@@ -81,18 +89,26 @@ struct protocol_message {
 void protocol_message_release(struct protocol_message *msg);
 
 /* Encode msg as one frame (length prefix included) into *out: secret memory when the
- * message carries a secret or keys, else malloc; free with protocol_frame_free(). */
+ * message carries a secret or keys, else malloc; free with protocol_frame_free().
+ * Fields the type does not use are ignored. Returns 0, -EINVAL for a message that is not
+ * valid (unknown type, required field missing, bad name or text, out-of-range value),
+ * -EMSGSIZE when the body would exceed PROTOCOL_FRAME_MAX, or -ENOMEM. */
 int protocol_encode(uint8_t **out, size_t *out_len, const struct protocol_message *msg)
 	__attribute__((warn_unused_result));
 void protocol_frame_free(uint8_t *frame, size_t len);
 
-/* Decode one frame body (without its length prefix). Returns 0 or -EBADMSG (msg then
- * holds nothing). Never reads outside [body, body + len). Fuzzed. */
+/* Decode one frame body (without its length prefix). Returns 0 or -EBADMSG (-ENOMEM
+ * when out of memory; msg then holds nothing). Never reads outside [body, body + len).
+ * Secrets and keys are copied into secret memory. Fuzzed. */
 int protocol_decode(struct protocol_message *msg, const uint8_t *body, size_t len)
 	__attribute__((warn_unused_result));
 
-/* Blocking I/O of whole frames on a stream socket, with a deadline (timeout_ms, -1 none).
- * recv returns -EBADMSG for a malformed frame, -ECONNRESET at end of stream, -ETIMEDOUT. */
+/* Blocking I/O of whole frames on a stream socket, with a deadline (timeout_ms, -1 none)
+ * for the whole frame; EINTR is retried. send never raises SIGPIPE (-EPIPE instead).
+ * recv returns -EBADMSG for a malformed frame (a length over PROTOCOL_FRAME_MAX is
+ * refused before any of the body is read), -ECONNRESET at end of stream (also inside a
+ * frame), -ETIMEDOUT; msg holds nothing on failure. After any failure but -EINVAL or
+ * -EMSGSIZE from send, the stream is out of step: close it. */
 int protocol_send(int fd, const struct protocol_message *msg, int timeout_ms);
 int protocol_recv(int fd, struct protocol_message *msg, int timeout_ms);
 

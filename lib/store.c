@@ -1,12 +1,15 @@
 /*
- * The metadata store over LMDB: one environment per vault, one named database per table,
- * opened once at store_open. This is the only file that includes <lmdb.h>; every LMDB
- * result leaves it as 0 or -errno.
+ * The metadata store over LMDB: one environment per vault (or keystore), one named
+ * database per table of its schema, opened once at store_open; compaction by copy and
+ * rename. This is the only file that includes <lmdb.h>; every LMDB result leaves it as 0
+ * or -errno.
  */
 #include "lib/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,12 +26,31 @@ static const char *const table_names[STORE_TABLE_COUNT] = {
 	[STORE_DIRENTS] = "dirents",
 	[STORE_XATTRS] = "xattrs",
 	[STORE_ORPHANS] = "orphans",
+	[STORE_KS_META] = "keystore",
+	[STORE_KS_DATASETS] = "datasets",
+	[STORE_KS_VERSIONS] = "versions",
 };
 
+/* Each schema's tables are one contiguous range of enum store_table. */
+static const struct {
+	enum store_table first, last;
+} schema_tables[] = {
+	[STORE_SCHEMA_VAULT] = { STORE_META, STORE_ORPHANS },
+	[STORE_SCHEMA_KEYSTORE] = { STORE_KS_META, STORE_KS_VERSIONS },
+};
+
+#define DATA_FILE "data.mdb"
+#define COMPACT_FILE "data.mdb.compact"
+
 struct store {
-	MDB_env *env;
+	MDB_env *env;   /* NULL after store_compact failed to reopen it */
 	MDB_dbi dbi[STORE_TABLE_COUNT];
 	bool read_only;
+	enum store_schema schema;
+	size_t map_size;
+	char *dir;
+	/* Transactions begun and not yet ended: store_compact needs none. */
+	atomic_uint open_txns;
 };
 
 struct store_txn {
@@ -112,6 +134,12 @@ static int check_key(struct store_slice key)
 	return 0;
 }
 
+static bool table_valid(const struct store *store, enum store_table table)
+{
+	return (unsigned)table >= (unsigned)schema_tables[store->schema].first &&
+	       (unsigned)table <= (unsigned)schema_tables[store->schema].last;
+}
+
 static int open_tables(struct store *store, unsigned flags)
 {
 	MDB_txn *txn;
@@ -122,7 +150,8 @@ static int open_tables(struct store *store, unsigned flags)
 	rc = mdb_txn_begin(store->env, NULL, txn_flags, &txn);
 	if (rc != MDB_SUCCESS)
 		return store_errno(rc);
-	for (int i = 0; i < STORE_TABLE_COUNT; i++) {
+	for (int i = schema_tables[store->schema].first;
+	     i <= (int)schema_tables[store->schema].last; i++) {
 		rc = mdb_dbi_open(txn, table_names[i], dbi_flags, &store->dbi[i]);
 		if (rc != MDB_SUCCESS)
 			goto out_abort;
@@ -136,15 +165,84 @@ out_abort:
 	return rc == MDB_NOTFOUND ? -EIO : store_errno(rc);
 }
 
-int store_open_map_size(struct store **out, const char *dir, unsigned flags, size_t map_size)
+static int dir_file_path(char *path, size_t size, const char *dir, const char *name)
 {
-	struct store *store;
+	int n = snprintf(path, size, "%s/%s", dir, name);
+
+	if (n < 0 || (size_t)n >= size)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* Create and open store->env (the directory exists) and its tables. On failure
+ * store->env is NULL. */
+static int env_open(struct store *store, unsigned flags)
+{
 	unsigned env_flags = MDB_NOSYNC | MDB_NOTLS;
+	unsigned table_count = (unsigned)schema_tables[store->schema].last -
+			       (unsigned)schema_tables[store->schema].first + 1;
 	struct stat st;
 	int ret, dead;
 
+	if (store->read_only)
+		env_flags |= MDB_RDONLY;
+	ret = store_errno(mdb_env_create(&store->env));
+	if (ret < 0) {
+		store->env = NULL;
+		return ret;
+	}
+	ret = store_errno(mdb_env_set_maxdbs(store->env, table_count));
+	if (ret < 0)
+		goto out_env;
+	ret = store_errno(mdb_env_set_maxreaders(store->env, STORE_MAX_READERS));
+	if (ret < 0)
+		goto out_env;
+	ret = store_errno(mdb_env_set_mapsize(store->env, store->map_size));
+	if (ret < 0)
+		goto out_env;
+
+	if (!(flags & STORE_CREATE)) {
+		/* Without STORE_CREATE an absent data file means "no store here", not a
+		 * fresh one: LMDB would otherwise create it in read-write mode. */
+		char path[4096];
+
+		ret = dir_file_path(path, sizeof(path), store->dir, DATA_FILE);
+		if (ret < 0)
+			goto out_env;
+		if (stat(path, &st) != 0) {
+			ret = -errno;
+			goto out_env;
+		}
+	}
+
+	ret = store_errno(mdb_env_open(store->env, store->dir, env_flags, 0600));
+	if (ret < 0)
+		goto out_env;
+	/* Reader slots of killed processes would otherwise stay taken (MDB_NOTLS). */
+	if (!store->read_only)
+		(void)mdb_reader_check(store->env, &dead);
+	ret = open_tables(store, flags);
+	if (ret < 0)
+		goto out_env;
+	return 0;
+
+out_env:
+	mdb_env_close(store->env);
+	store->env = NULL;
+	return ret;
+}
+
+static int open_store(struct store **out, const char *dir, unsigned flags, size_t map_size,
+		      enum store_schema schema)
+{
+	struct store *store;
+	struct stat st;
+	int ret;
+
 	*out = NULL;
 	if ((flags & STORE_CREATE) && (flags & STORE_READ_ONLY))
+		return -EINVAL;
+	if ((unsigned)schema >= sizeof(schema_tables) / sizeof(schema_tables[0]))
 		return -EINVAL;
 	if (flags & STORE_CREATE) {
 		if (mkdir(dir, 0700) != 0 && errno != EEXIST)
@@ -157,74 +255,130 @@ int store_open_map_size(struct store **out, const char *dir, unsigned flags, siz
 	if (store == NULL)
 		return -ENOMEM;
 	store->read_only = (flags & STORE_READ_ONLY) != 0;
-	if (store->read_only)
-		env_flags |= MDB_RDONLY;
-
-	ret = store_errno(mdb_env_create(&store->env));
-	if (ret < 0)
+	store->schema = schema;
+	store->map_size = map_size;
+	atomic_init(&store->open_txns, 0);
+	store->dir = strdup(dir);
+	if (store->dir == NULL) {
+		ret = -ENOMEM;
 		goto out_free;
-	ret = store_errno(mdb_env_set_maxdbs(store->env, STORE_TABLE_COUNT));
-	if (ret < 0)
-		goto out_env;
-	ret = store_errno(mdb_env_set_maxreaders(store->env, STORE_MAX_READERS));
-	if (ret < 0)
-		goto out_env;
-	ret = store_errno(mdb_env_set_mapsize(store->env, map_size));
-	if (ret < 0)
-		goto out_env;
-
-	if (!(flags & STORE_CREATE)) {
-		/* Without STORE_CREATE an absent data file means "no store here", not a
-		 * fresh one: LMDB would otherwise create it in read-write mode. */
-		char path[4096];
-		int n = snprintf(path, sizeof(path), "%s/data.mdb", dir);
-		if (n < 0 || (size_t)n >= sizeof(path)) {
-			ret = -ENAMETOOLONG;
-			goto out_env;
-		}
-		if (stat(path, &st) != 0) {
-			ret = -errno;
-			goto out_env;
-		}
 	}
-
-	ret = store_errno(mdb_env_open(store->env, dir, env_flags, 0600));
+	ret = env_open(store, flags);
 	if (ret < 0)
-		goto out_env;
-	/* Reader slots of killed processes would otherwise stay taken (MDB_NOTLS). */
-	if (!store->read_only)
-		(void)mdb_reader_check(store->env, &dead);
-	ret = open_tables(store, flags);
-	if (ret < 0)
-		goto out_env;
+		goto out_free_dir;
 	*out = store;
 	return 0;
 
-out_env:
-	mdb_env_close(store->env);
+out_free_dir:
+	free(store->dir);
 out_free:
 	free(store);
 	return ret;
 }
 
+int store_open_map_size(struct store **out, const char *dir, unsigned flags, size_t map_size)
+{
+	return open_store(out, dir, flags, map_size, STORE_SCHEMA_VAULT);
+}
+
 int store_open(struct store **out, const char *dir, unsigned flags)
 {
-	return store_open_map_size(out, dir, flags, STORE_MAP_SIZE);
+	return open_store(out, dir, flags, STORE_MAP_SIZE, STORE_SCHEMA_VAULT);
+}
+
+int store_open_schema(struct store **out, const char *dir, unsigned flags,
+		      enum store_schema schema)
+{
+	return open_store(out, dir, flags, STORE_MAP_SIZE, schema);
 }
 
 void store_close(struct store *store)
 {
 	if (store == NULL)
 		return;
-	mdb_env_close(store->env);
+	if (store->env != NULL)
+		mdb_env_close(store->env);
+	free(store->dir);
 	free(store);
 }
 
 int store_sync(struct store *store)
 {
+	if (store->env == NULL)
+		return -EIO;
 	if (store->read_only)
 		return 0;
 	return store_errno(mdb_env_sync(store->env, 1));
+}
+
+static int fsync_dir(const char *dir)
+{
+	int fd, ret = 0;
+
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) != 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* A compacting copy of the committed state into path, made durable. */
+static int compact_copy(struct store *store, const char *path)
+{
+	int fd, ret;
+
+	/* A copy left by a crash is stale: start from an empty file. */
+	if (unlink(path) != 0 && errno != ENOENT)
+		return -errno;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	/* Only the pages reachable from the tables are written, and of each page only its
+	 * used part: the bytes of freed values stay behind in the old file. */
+	ret = store_errno(mdb_env_copyfd2(store->env, fd, MDB_CP_COMPACT));
+	if (ret == 0 && fsync(fd) != 0)
+		ret = -errno;
+	if (close(fd) != 0 && ret == 0)
+		ret = -errno;
+	if (ret < 0)
+		unlink(path);
+	return ret;
+}
+
+int store_compact(struct store *store)
+{
+	char data_path[4096], compact_path[4096];
+	int ret, reopen;
+
+	if (store->env == NULL)
+		return -EIO;
+	if (store->read_only)
+		return -EROFS;
+	if (atomic_load(&store->open_txns) != 0)
+		return -EBUSY;
+	ret = dir_file_path(data_path, sizeof(data_path), store->dir, DATA_FILE);
+	if (ret == 0)
+		ret = dir_file_path(compact_path, sizeof(compact_path), store->dir, COMPACT_FILE);
+	if (ret == 0)
+		ret = compact_copy(store, compact_path);
+	if (ret < 0)
+		return ret;
+	if (rename(compact_path, data_path) != 0) {
+		ret = -errno;
+		goto out_unlink;
+	}
+	/* From here data.mdb is the compacted file; the open environment still maps the
+	 * old one, whose blocks the filesystem frees when it is closed. */
+	ret = fsync_dir(store->dir);
+	mdb_env_close(store->env);
+	reopen = env_open(store, 0);
+	return reopen < 0 ? reopen : ret;
+
+out_unlink:
+	unlink(compact_path);
+	return ret;
 }
 
 int store_txn_begin(struct store *store, bool write, struct store_txn **out)
@@ -233,6 +387,8 @@ int store_txn_begin(struct store *store, bool write, struct store_txn **out)
 	int ret;
 
 	*out = NULL;
+	if (store->env == NULL)
+		return -EIO;
 	if (write && store->read_only)
 		return -EROFS;
 	txn = calloc(1, sizeof(*txn));
@@ -245,6 +401,7 @@ int store_txn_begin(struct store *store, bool write, struct store_txn **out)
 		free(txn);
 		return ret;
 	}
+	atomic_fetch_add(&store->open_txns, 1);
 	*out = txn;
 	return 0;
 }
@@ -259,6 +416,7 @@ int store_txn_commit(struct store_txn *txn)
 	} else {
 		ret = store_errno(mdb_txn_commit(txn->txn));
 	}
+	atomic_fetch_sub(&txn->store->open_txns, 1);
 	free(txn);
 	return ret;
 }
@@ -268,6 +426,7 @@ void store_txn_abort(struct store_txn *txn)
 	if (txn == NULL)
 		return;
 	mdb_txn_abort(txn->txn);
+	atomic_fetch_sub(&txn->store->open_txns, 1);
 	free(txn);
 }
 
@@ -279,7 +438,7 @@ int store_get(struct store_txn *txn, enum store_table table, struct store_slice 
 
 	if (txn->error != 0)
 		return txn->error;
-	if ((unsigned)table >= STORE_TABLE_COUNT || check_key(key) < 0)
+	if (!table_valid(txn->store, table) || check_key(key) < 0)
 		return -EINVAL;
 	k = to_val(key);
 	rc = mdb_get(txn->txn, txn->store->dbi[table], &k, &v);
@@ -301,7 +460,7 @@ int store_put(struct store_txn *txn, enum store_table table, struct store_slice 
 		return txn->error;
 	if (!txn->write)
 		return -EROFS;
-	if ((unsigned)table >= STORE_TABLE_COUNT || check_key(key) < 0)
+	if (!table_valid(txn->store, table) || check_key(key) < 0)
 		return -EINVAL;
 	if (val.len > 0 && val.data == NULL)
 		return -EINVAL;
@@ -322,7 +481,7 @@ int store_del(struct store_txn *txn, enum store_table table, struct store_slice 
 		return txn->error;
 	if (!txn->write)
 		return -EROFS;
-	if ((unsigned)table >= STORE_TABLE_COUNT || check_key(key) < 0)
+	if (!table_valid(txn->store, table) || check_key(key) < 0)
 		return -EINVAL;
 	k = to_val(key);
 	rc = mdb_del(txn->txn, txn->store->dbi[table], &k, NULL);
@@ -338,7 +497,7 @@ int store_cursor_open(struct store_txn *txn, enum store_table table, struct stor
 	*out = NULL;
 	if (txn->error != 0)
 		return txn->error;
-	if ((unsigned)table >= STORE_TABLE_COUNT)
+	if (!table_valid(txn->store, table))
 		return -EINVAL;
 	cursor = calloc(1, sizeof(*cursor));
 	if (cursor == NULL)
@@ -424,7 +583,7 @@ int store_count(struct store_txn *txn, enum store_table table, size_t *count)
 
 	if (txn->error != 0)
 		return txn->error;
-	if ((unsigned)table >= STORE_TABLE_COUNT)
+	if (!table_valid(txn->store, table))
 		return -EINVAL;
 	rc = mdb_stat(txn->txn, txn->store->dbi[table], &st);
 	if (rc != MDB_SUCCESS)

@@ -1,6 +1,6 @@
 /*
- * The metadata store: a thin wrapper over one LMDB environment (<vault>/meta) with a
- * fixed set of tables. It knows nothing of encryption: callers (meta.c) store only
+ * The metadata store: a thin wrapper over one LMDB environment (<vault>/meta, or the key
+ * agent's keystore) with a fixed set of tables per schema. It knows nothing of encryption: callers (meta.c) store only
  * keyed hashes or ids as keys and sealed bytes as values. Only this module includes
  * <lmdb.h>; LMDB errors become -errno (MDB_NOTFOUND -ENOENT, MDB_KEYEXIST -EEXIST,
  * MDB_MAP_FULL -ENOSPC, corruption -EIO).
@@ -25,7 +25,19 @@ enum store_table {
 	STORE_DIRENTS,  /* dir hash || name hash -> sealed directory entry */
 	STORE_XATTRS,   /* inode number || name hash -> sealed extended attribute */
 	STORE_ORPHANS,  /* inode number -> empty: unlinked while open, reclaim at mount */
+	STORE_KS_META,      /* keystore: KEK parameters and check value */
+	STORE_KS_DATASETS,  /* keystore: dataset name -> dataset record */
+	STORE_KS_VERSIONS,  /* keystore: dataset id || version -> version record, wrapped DEK */
 	STORE_TABLE_COUNT,
+};
+
+/*
+ * Which tables an environment has. A vault's store has STORE_META..STORE_ORPHANS, the
+ * key agent's keystore STORE_KS_*; naming a table of the other schema is -EINVAL.
+ */
+enum store_schema {
+	STORE_SCHEMA_VAULT,
+	STORE_SCHEMA_KEYSTORE,
 };
 
 struct store;
@@ -42,11 +54,15 @@ struct store_slice {
 #define STORE_CREATE 0x1    /* create the environment directory and tables */
 #define STORE_READ_ONLY 0x2
 
-/* Open the environment in directory dir. Returns 0, -ENOENT (no store there and no
- * STORE_CREATE), -EACCES, -ENOMEM, -EIO (corrupt), -EROFS. LMDB's locks are per process:
- * open one environment at most once in a process at a time. */
+/* Open the environment in directory dir with the vault schema. Returns 0, -ENOENT (no
+ * store there and no STORE_CREATE), -EACCES, -ENOMEM, -EIO (corrupt, or tables of the
+ * schema missing), -EROFS. LMDB's locks are per process: open one environment at most
+ * once in a process at a time. */
 int store_open(struct store **out, const char *dir, unsigned flags)
 	__attribute__((warn_unused_result));
+/* store_open with the given schema. */
+int store_open_schema(struct store **out, const char *dir, unsigned flags,
+		      enum store_schema schema) __attribute__((warn_unused_result));
 /* The map size store_open uses: the largest the store may grow (the file is sparse). */
 #define STORE_MAP_SIZE ((size_t)64 << 30)
 /* store_open with another map size (a multiple of the page size), for tests that need a
@@ -58,6 +74,20 @@ void store_close(struct store *store);
 
 /* Make every committed transaction durable (fsync). Returns 0 or -errno. */
 int store_sync(struct store *store);
+
+/*
+ * Rewrite the environment compacted so that the bytes of deleted and overwritten values
+ * (freed pages) are no longer in any file of the directory: a compacting copy of the
+ * committed state into a temporary file beside data.mdb, fsync, rename over data.mdb,
+ * fsync of the directory, then the environment is reopened in place. No transaction of
+ * this store may be open (-EBUSY otherwise) and no other process may have the
+ * environment open. Crash-safe: either the old or the compacted file is data.mdb.
+ * Returns 0, -EBUSY, -EROFS (read-only store), -ENOSPC, -EIO or -errno from the
+ * filesystem; if reopening fails the store refuses every further transaction with -EIO
+ * and can only be closed. Not a secure erase of the device: the old file's blocks are
+ * freed by the filesystem, not overwritten.
+ */
+int store_compact(struct store *store) __attribute__((warn_unused_result));
 
 int store_txn_begin(struct store *store, bool write, struct store_txn **out)
 	__attribute__((warn_unused_result));

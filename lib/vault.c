@@ -1,7 +1,8 @@
 /*
  * A vault directory: the header file (written once, atomically, at creation), the LMDB
  * store under meta/ and the object files under objects/. Opening checks the header's
- * key check and MAC before any metadata is read.
+ * key check and MAC before any metadata is read. Counting the key versions in use needs
+ * no key: object headers and the version prefix of metadata values are plaintext.
  */
 #include "lib/vault.h"
 
@@ -546,5 +547,188 @@ int vault_object_count(const char *dir, uint64_t *count)
 	if (ret == 0 && errno != 0)
 		ret = -errno;
 	closedir(d);
+	return ret;
+}
+
+/* Key version uses (for retiring a version), counted without a key. */
+
+struct use_count {
+	struct vault_key_use *uses;
+	size_t count;
+	size_t capacity;
+};
+
+static struct vault_key_use *use_of(struct use_count *c, uint32_t version)
+{
+	size_t i;
+
+	for (i = 0; i < c->count && c->uses[i].version < version; i++)
+		;
+	if (i < c->count && c->uses[i].version == version)
+		return &c->uses[i];
+	if (c->count == c->capacity) {
+		size_t capacity = c->capacity ? 2 * c->capacity : 8;
+		struct vault_key_use *grown = realloc(c->uses, capacity * sizeof(*grown));
+		if (grown == NULL)
+			return NULL;
+		c->uses = grown;
+		c->capacity = capacity;
+	}
+	memmove(&c->uses[i + 1], &c->uses[i], (c->count - i) * sizeof(*c->uses));
+	c->count++;
+	c->uses[i] = (struct vault_key_use){ .version = version };
+	return &c->uses[i];
+}
+
+/* The version named by one object's header, 0 when the header cannot be read. */
+static uint32_t object_key_version_at(int fanout_fd, const char *name)
+{
+	uint8_t bytes[OBJECT_HEADER_LEN];
+	struct object_header header;
+	ssize_t n;
+	int fd;
+
+	fd = openat(fanout_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	if (fd < 0)
+		return 0;
+	do {
+		n = pread(fd, bytes, sizeof(bytes), 0);
+	} while (n < 0 && errno == EINTR);
+	close(fd);
+	if (n != (ssize_t)sizeof(bytes) || object_header_decode(&header, bytes) != 0)
+		return 0;
+	return header.key_version;
+}
+
+static int count_object_versions(int objects_fd, const char *fanout, struct use_count *c)
+{
+	struct dirent *entry;
+	DIR *d;
+	int fd, ret = 0;
+
+	fd = openat(objects_fd, fanout, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return errno == ENOTDIR || errno == ELOOP ? 0 : -errno;
+	d = fdopendir(fd);
+	if (d == NULL) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	errno = 0;
+	while ((entry = readdir(d)) != NULL) {
+		struct vault_key_use *use;
+
+		if (!is_lower_hex(entry->d_name, 2 * OBJECT_ID_LEN) ||
+		    memcmp(entry->d_name, fanout, 2) != 0)
+			goto next;
+		use = use_of(c, object_key_version_at(dirfd(d), entry->d_name));
+		if (use == NULL) {
+			ret = -ENOMEM;
+			break;
+		}
+		use->objects++;
+next:
+		errno = 0;
+	}
+	if (ret == 0 && errno != 0)
+		ret = -errno;
+	closedir(d);
+	return ret;
+}
+
+/* Every value of the vault's tables that holds sealed values. */
+static int count_record_versions(struct store *store, struct use_count *c)
+{
+	static const enum store_table tables[] = {
+		STORE_META, STORE_INODES, STORE_DIRENTS, STORE_XATTRS,
+	};
+	struct store_txn *txn;
+	int ret;
+
+	ret = store_txn_begin(store, false, &txn);
+	if (ret < 0)
+		return ret;
+	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]) && ret == 0; t++) {
+		struct store_slice key, value;
+		struct store_cursor *cursor;
+
+		ret = store_cursor_open(txn, tables[t], &cursor);
+		if (ret < 0)
+			break;
+		ret = store_cursor_seek(cursor, (struct store_slice){ NULL, 0 }, &key, &value);
+		while (ret == 0) {
+			struct vault_key_use *use =
+				use_of(c, value.len >= 4 ? get_le32(value.data) : 0);
+			if (use == NULL) {
+				ret = -ENOMEM;
+				break;
+			}
+			use->records++;
+			ret = store_cursor_next(cursor, &key, &value);
+		}
+		if (ret == -ENOENT)
+			ret = 0;
+		store_cursor_close(cursor);
+	}
+	store_txn_abort(txn);
+	return ret;
+}
+
+int vault_key_versions_in_use(const char *dir, struct vault_key_use **uses, size_t *count)
+{
+	struct use_count c = { 0 };
+	struct vault_header header;
+	struct store *store = NULL;
+	struct dirent *entry;
+	char path[4096];
+	DIR *d;
+	int ret;
+
+	*uses = NULL;
+	*count = 0;
+	ret = vault_header_read(dir, &header);
+	if (ret < 0)
+		return ret;
+	ret = path_join(path, sizeof(path), dir, VAULT_OBJECTS_DIR);
+	if (ret < 0)
+		return ret;
+	d = opendir(path);
+	if (d == NULL)
+		return -errno;
+	errno = 0;
+	while ((entry = readdir(d)) != NULL) {
+		if (is_lower_hex(entry->d_name, 2)) {
+			ret = count_object_versions(dirfd(d), entry->d_name, &c);
+			if (ret < 0)
+				break;
+		}
+		errno = 0;
+	}
+	if (ret == 0 && errno != 0)
+		ret = -errno;
+	closedir(d);
+	if (ret < 0)
+		goto out_free;
+
+	ret = path_join(path, sizeof(path), dir, VAULT_META_DIR);
+	if (ret < 0)
+		goto out_free;
+	ret = store_open(&store, path, STORE_READ_ONLY);
+	/* A header without its store is a damaged vault, not a missing one. */
+	if (ret == -ENOENT)
+		ret = -EIO;
+	if (ret < 0)
+		goto out_free;
+	ret = count_record_versions(store, &c);
+	store_close(store);
+	if (ret < 0)
+		goto out_free;
+	*uses = c.uses;
+	*count = c.count;
+	return 0;
+
+out_free:
+	free(c.uses);
 	return ret;
 }

@@ -96,4 +96,24 @@ int vault_object_count(const char *dir, uint64_t *count) __attribute__((warn_unu
 
 #define VAULT_OBJECT_PATH_LEN 36
 
+/* Uses of one DEK version in a vault, counted without a key. */
+struct vault_key_use {
+	uint32_t version;    /* 0: objects and values whose version cannot be read */
+	uint64_t objects;    /* object files whose plaintext header names the version */
+	uint64_t records;    /* metadata values sealed under it (their u32 LE prefix) */
+};
+
+/*
+ * Count, without a key, the uses of every DEK version in the vault in dir: the
+ * key_version of each object header and the version prefix of every sealed metadata
+ * value. The store is opened read-only and may be in use by a mounted daemon: the
+ * count is a snapshot (new writes use the newest version only, which retiring never
+ * destroys). An object too short or malformed to name its version and a value too
+ * short to carry one are counted under version 0: treat them as using every version.
+ * *uses is malloc'd, sorted by version, one entry per version seen (NULL when none).
+ * Returns 0, -ENOENT (no vault there), -ENOMEM or -errno.
+ */
+int vault_key_versions_in_use(const char *dir, struct vault_key_use **uses, size_t *count)
+	__attribute__((warn_unused_result));
+
 #endif

@@ -25,6 +25,7 @@ static const struct {
 	{ "init", cmd_init, "create a vault in an empty directory, with a new key file" },
 	{ "info", cmd_info, "show a vault's format, cipher, id, creation time and object count" },
 	{ "umount", cmd_umount, "unmount a mounted vault" },
+	{ "policy", cmd_policy, "check a key agent configuration and its policy" },
 	{ "help", cmd_help, "show this text, or the usage of one subcommand" },
 };
 

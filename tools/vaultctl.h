@@ -13,6 +13,7 @@
 int cmd_init(int argc, char *argv[]);
 int cmd_info(int argc, char *argv[]);
 int cmd_umount(int argc, char *argv[]);
+int cmd_policy(int argc, char *argv[]);
 
 /* Print "vaultctl: <message>" on stderr; returns VAULTCTL_EXIT_ERROR. */
 int vaultctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

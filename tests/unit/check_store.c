@@ -1,9 +1,11 @@
 /*
- * Unit tests of the metadata store: what meta.c relies on from LMDB, seen through the
- * store contract (errors as -errno, key order, persistence, read-only, map full).
+ * Unit tests of the metadata store: what meta.c and the keystore rely on from LMDB, seen
+ * through the store contract (errors as -errno, key order, persistence, read-only, map
+ * full, schemas, compaction that leaves no freed bytes in the files).
  */
 #include "lib/store.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <stdint.h>
@@ -362,6 +364,203 @@ START_TEST(test_corrupt_file)
 }
 END_TEST
 
+START_TEST(test_schemas)
+{
+	struct store *store;
+	struct store_txn *txn;
+	struct store_cursor *cursor;
+	struct store_slice val;
+	size_t count;
+
+	ck_assert_int_eq(store_open_schema(&store, store_dir, STORE_CREATE,
+					   STORE_SCHEMA_KEYSTORE), 0);
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+	put_str(txn, STORE_KS_META, "kek", "record");
+	put_str(txn, STORE_KS_DATASETS, "cardio", "dataset");
+	put_str(txn, STORE_KS_VERSIONS, "cardio-1", "version");
+	/* The vault's tables are not in a keystore, nor is anything past the last table. */
+	ck_assert_int_eq(store_put(txn, STORE_META, str_slice("k"), str_slice("v"), 0), -EINVAL);
+	ck_assert_int_eq(store_get(txn, STORE_INODES, str_slice("k"), &val), -EINVAL);
+	ck_assert_int_eq(store_del(txn, STORE_ORPHANS, str_slice("k")), -EINVAL);
+	ck_assert_int_eq(store_cursor_open(txn, STORE_DIRENTS, &cursor), -EINVAL);
+	ck_assert_int_eq(store_count(txn, STORE_XATTRS, &count), -EINVAL);
+	ck_assert_int_eq(store_count(txn, STORE_TABLE_COUNT, &count), -EINVAL);
+	ck_assert_int_eq(store_count(txn, STORE_KS_VERSIONS, &count), 0);
+	ck_assert_uint_eq(count, 1);
+	ck_assert_int_eq(store_txn_commit(txn), 0);
+	store_close(store);
+
+	/* A keystore is not a vault store (its tables are missing), and the reverse. */
+	ck_assert_int_eq(store_open(&store, store_dir, 0), -EIO);
+	ck_assert_int_eq(store_open_schema(&store, store_dir, 0, STORE_SCHEMA_VAULT), -EIO);
+	ck_assert_int_eq(store_open_schema(&store, store_dir, 0, (enum store_schema)2), -EINVAL);
+
+	ck_assert_int_eq(store_open_schema(&store, store_dir, STORE_READ_ONLY,
+					   STORE_SCHEMA_KEYSTORE), 0);
+	ck_assert_int_eq(store_txn_begin(store, false, &txn), 0);
+	ck_assert_int_eq(store_get(txn, STORE_KS_DATASETS, str_slice("cardio"), &val), 0);
+	ck_assert(slice_is(val, "dataset"));
+	ck_assert_int_eq(store_get(txn, STORE_META, str_slice("kek"), &val), -EINVAL);
+	store_txn_abort(txn);
+	store_close(store);
+
+	/* The vault schema refuses the keystore's tables. */
+	snprintf(store_dir, sizeof(store_dir), "%s/vault", test_dir);
+	ck_assert_int_eq(store_open(&store, store_dir, STORE_CREATE), 0);
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+	ck_assert_int_eq(store_put(txn, STORE_KS_META, str_slice("k"), str_slice("v"), 0),
+			 -EINVAL);
+	ck_assert_int_eq(store_count(txn, STORE_KS_DATASETS, &count), -EINVAL);
+	store_txn_abort(txn);
+	store_close(store);
+	ck_assert_int_eq(store_open_schema(&store, store_dir, 0, STORE_SCHEMA_KEYSTORE), -EIO);
+}
+END_TEST
+
+/* Whether needle occurs in any file of dir (LMDB's data and lock files, leftovers). */
+static bool dir_contains(const char *dir, const void *needle, size_t needle_len)
+{
+	DIR *d = opendir(dir);
+	struct dirent *entry;
+	bool found = false;
+
+	ck_assert_ptr_nonnull(d);
+	while (!found && (entry = readdir(d)) != NULL) {
+		char path[512];
+		struct stat st;
+		uint8_t *buf;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, entry->d_name);
+		ck_assert_int_eq(lstat(path, &st), 0);
+		if (!S_ISREG(st.st_mode) || st.st_size == 0)
+			continue;
+		buf = malloc((size_t)st.st_size);
+		ck_assert_ptr_nonnull(buf);
+		f = fopen(path, "rb");
+		ck_assert_ptr_nonnull(f);
+		ck_assert_uint_eq(fread(buf, 1, (size_t)st.st_size, f), (size_t)st.st_size);
+		fclose(f);
+		found = memmem(buf, (size_t)st.st_size, needle, needle_len) != NULL;
+		free(buf);
+	}
+	closedir(d);
+	return found;
+}
+
+static void fill_marker(uint8_t *buf, size_t len, uint8_t tag)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = (uint8_t)(tag ^ (i * 37));
+}
+
+START_TEST(test_compact)
+{
+	struct store *store;
+	struct store_txn *txn;
+	struct store_slice val;
+	uint8_t deleted[96], overwritten[96], big[6000];
+	char key[32], value[64];
+	size_t count;
+
+	fill_marker(deleted, sizeof(deleted), 0xd1);
+	fill_marker(overwritten, sizeof(overwritten), 0x0e);
+	fill_marker(big, sizeof(big), 0xb1);
+	ck_assert_int_eq(store_open_schema(&store, store_dir, STORE_CREATE,
+					   STORE_SCHEMA_KEYSTORE), 0);
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+	for (int i = 0; i < 200; i++) {
+		snprintf(key, sizeof(key), "key-%04d", i);
+		snprintf(value, sizeof(value), "value-%04d", i);
+		put_str(txn, STORE_KS_VERSIONS, key, value);
+	}
+	/* A small value among others (a leaf page), one rewritten shorter in place of the
+	 * old, and one large enough for overflow pages. */
+	ck_assert_int_eq(store_put(txn, STORE_KS_VERSIONS, str_slice("key-0100x"),
+				   (struct store_slice){ deleted, sizeof(deleted) }, 0), 0);
+	ck_assert_int_eq(store_put(txn, STORE_KS_DATASETS, str_slice("rewritten"),
+				   (struct store_slice){ overwritten, sizeof(overwritten) }, 0), 0);
+	ck_assert_int_eq(store_put(txn, STORE_KS_META, str_slice("big"),
+				   (struct store_slice){ big, sizeof(big) }, 0), 0);
+	ck_assert_int_eq(store_txn_commit(txn), 0);
+
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+	ck_assert_int_eq(store_del(txn, STORE_KS_VERSIONS, str_slice("key-0100x")), 0);
+	put_str(txn, STORE_KS_DATASETS, "rewritten", "short");
+	ck_assert_int_eq(store_del(txn, STORE_KS_META, str_slice("big")), 0);
+	ck_assert_int_eq(store_txn_commit(txn), 0);
+	ck_assert_int_eq(store_sync(store), 0);
+	/* Without compaction the freed pages still hold them: what makes this test able to
+	 * fail. */
+	ck_assert(dir_contains(store_dir, deleted, sizeof(deleted)));
+	ck_assert(dir_contains(store_dir, overwritten, sizeof(overwritten)));
+	ck_assert(dir_contains(store_dir, big, sizeof(big)));
+
+	ck_assert_int_eq(store_compact(store), 0);
+	ck_assert(!dir_contains(store_dir, deleted, sizeof(deleted)));
+	ck_assert(!dir_contains(store_dir, overwritten, sizeof(overwritten)));
+	ck_assert(!dir_contains(store_dir, big, sizeof(big)));
+
+	/* Everything else reads back, and the store takes writes again. */
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+	ck_assert_int_eq(store_count(txn, STORE_KS_VERSIONS, &count), 0);
+	ck_assert_uint_eq(count, 200);
+	for (int i = 0; i < 200; i++) {
+		snprintf(key, sizeof(key), "key-%04d", i);
+		snprintf(value, sizeof(value), "value-%04d", i);
+		ck_assert_int_eq(store_get(txn, STORE_KS_VERSIONS, str_slice(key), &val), 0);
+		ck_assert(slice_is(val, value));
+	}
+	ck_assert_int_eq(store_get(txn, STORE_KS_DATASETS, str_slice("rewritten"), &val), 0);
+	ck_assert(slice_is(val, "short"));
+	ck_assert_int_eq(store_get(txn, STORE_KS_VERSIONS, str_slice("key-0100x"), &val),
+			 -ENOENT);
+	put_str(txn, STORE_KS_META, "after", "compact");
+	ck_assert_int_eq(store_txn_commit(txn), 0);
+	store_close(store);
+
+	ck_assert_int_eq(store_open_schema(&store, store_dir, 0, STORE_SCHEMA_KEYSTORE), 0);
+	ck_assert_int_eq(store_txn_begin(store, false, &txn), 0);
+	ck_assert_int_eq(store_get(txn, STORE_KS_META, str_slice("after"), &val), 0);
+	ck_assert(slice_is(val, "compact"));
+	ck_assert_int_eq(store_get(txn, STORE_KS_VERSIONS, str_slice("key-0199"), &val), 0);
+	ck_assert(slice_is(val, "value-0199"));
+	store_txn_abort(txn);
+	store_close(store);
+}
+END_TEST
+
+START_TEST(test_compact_refusals)
+{
+	struct store *store;
+	struct store_txn *txn;
+	char path[192];
+	FILE *f;
+
+	ck_assert_int_eq(store_open(&store, store_dir, STORE_CREATE), 0);
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+	put_str(txn, STORE_META, "k", "v");
+	ck_assert_int_eq(store_txn_commit(txn), 0);
+	/* A transaction would be left pointing into the closed environment. */
+	ck_assert_int_eq(store_txn_begin(store, false, &txn), 0);
+	ck_assert_int_eq(store_compact(store), -EBUSY);
+	store_txn_abort(txn);
+	/* A stale copy left by a crash is replaced, not appended to. */
+	snprintf(path, sizeof(path), "%s/data.mdb.compact", store_dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("stale", f);
+	fclose(f);
+	ck_assert_int_eq(store_compact(store), 0);
+	ck_assert_int_eq(access(path, F_OK), -1);
+	store_close(store);
+
+	ck_assert_int_eq(store_open(&store, store_dir, STORE_READ_ONLY), 0);
+	ck_assert_int_eq(store_compact(store), -EROFS);
+	store_close(store);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("store");
@@ -379,6 +578,9 @@ int main(void)
 	tcase_add_test(tc, test_concurrent_readers);
 	tcase_add_test(tc, test_map_full);
 	tcase_add_test(tc, test_corrupt_file);
+	tcase_add_test(tc, test_schemas);
+	tcase_add_test(tc, test_compact);
+	tcase_add_test(tc, test_compact_refusals);
 	suite_add_tcase(suite, tc);
 	return harness_run(suite);
 }

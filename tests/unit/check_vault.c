@@ -1,7 +1,8 @@
 /*
  * Unit tests of the vault directory: header encoding (known answer), create and open,
  * refusal of a wrong key, a tampered or truncated header, an unknown format version,
- * a non-empty or non-vault directory, and object file paths.
+ * a non-empty or non-vault directory, object file paths, and the count of key versions
+ * in use (objects and metadata values) made without a key.
  */
 #include "lib/vault.h"
 
@@ -430,6 +431,118 @@ START_TEST(test_object_files)
 }
 END_TEST
 
+/* Write a fake object file whose plaintext header names key_version. */
+static void write_object(const uint8_t id[OBJECT_ID_LEN], uint32_t key_version, size_t len)
+{
+	struct object_header header = {
+		.format_version = OBJECT_FORMAT_VERSION,
+		.cipher = CRYPTO_XCHACHA20POLY1305,
+		.key_version = key_version,
+		.block_size = OBJECT_BLOCK_SIZE,
+	};
+	uint8_t bytes[OBJECT_HEADER_LEN];
+	char path[VAULT_OBJECT_PATH_LEN], full[256];
+	int fd;
+
+	memcpy(header.object_id, id, OBJECT_ID_LEN);
+	object_header_encode(bytes, &header);
+	vault_object_path(path, id);
+	path[2] = '\0';
+	snprintf(full, sizeof(full), "%s/objects/%s", vault_dir, path);
+	mkdir(full, 0700);
+	path[2] = '/';
+	snprintf(full, sizeof(full), "%s/objects/%s", vault_dir, path);
+	fd = open(full, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, bytes, len), (ssize_t)len);
+	close(fd);
+}
+
+static const struct vault_key_use *find_use(const struct vault_key_use *uses, size_t count,
+					    uint32_t version)
+{
+	for (size_t i = 0; i < count; i++)
+		if (uses[i].version == version)
+			return &uses[i];
+	return NULL;
+}
+
+START_TEST(test_key_versions_in_use)
+{
+	uint8_t id[OBJECT_ID_LEN] = { 0x10 };
+	uint8_t key[CRYPTO_KEY_LEN];
+	const struct vault_key_use *use;
+	struct vault_key_use *uses;
+	struct keysource *memory;
+	struct meta_inode inode = { 0 };
+	struct meta_txn *txn;
+	struct vault *vault;
+	char full[256];
+	size_t count;
+
+	ck_assert_int_eq(vault_key_versions_in_use(test_dir, &uses, &count), -ENOENT);
+	ck_assert_int_eq(keysource_memory_new(&memory), 0);
+	memset(key, 1, sizeof(key));
+	ck_assert_int_eq(keysource_memory_add(memory, 1, key), 0);
+	ck_assert_int_eq(vault_create(vault_dir, CRYPTO_XCHACHA20POLY1305, 0, memory, 0, 0), 0);
+
+	/* A new vault: its records are sealed under version 1, no objects. */
+	ck_assert_int_eq(vault_key_versions_in_use(vault_dir, &uses, &count), 0);
+	ck_assert_uint_eq(count, 1);
+	ck_assert_uint_eq(uses[0].version, 1);
+	ck_assert_uint_ge(uses[0].records, 3);
+	ck_assert_uint_eq(uses[0].objects, 0);
+	free(uses);
+
+	/* After a rotation, a new record is sealed under version 2. */
+	memset(key, 2, sizeof(key));
+	ck_assert_int_eq(keysource_memory_add(memory, 2, key), 0);
+	ck_assert_int_eq(vault_open(&vault, vault_dir, memory, 0), 0);
+	ck_assert_int_eq(meta_txn_begin(vault->meta, true, &txn), 0);
+	ck_assert_int_eq(meta_ino_alloc(txn, &inode.ino), 0);
+	inode.mode = S_IFREG | 0600;
+	inode.nlink = 1;
+	inode.parent = META_ROOT_INO;
+	ck_assert_int_eq(meta_inode_put(txn, &inode), 0);
+	ck_assert_int_eq(meta_txn_commit(txn), 0);
+
+	/* Objects: two under version 2, one under 5, one too short to name a version. */
+	write_object(id, 2, OBJECT_HEADER_LEN);
+	id[15] = 1;
+	write_object(id, 2, OBJECT_HEADER_LEN);
+	id[0] = 0xfe;
+	write_object(id, 5, OBJECT_HEADER_LEN);
+	id[15] = 2;
+	write_object(id, 5, 10);
+	snprintf(full, sizeof(full), "%s/objects/10/stray", vault_dir);
+	fclose(fopen(full, "w"));
+
+	vault_close(vault);
+	ck_assert_int_eq(vault_key_versions_in_use(vault_dir, &uses, &count), 0);
+	ck_assert_uint_eq(count, 4);
+	for (size_t i = 1; i < count; i++)
+		ck_assert_uint_lt(uses[i - 1].version, uses[i].version);
+	use = find_use(uses, count, 0);
+	ck_assert_ptr_nonnull(use);
+	ck_assert_uint_eq(use->objects, 1);
+	ck_assert_uint_eq(use->records, 0);
+	use = find_use(uses, count, 1);
+	ck_assert_ptr_nonnull(use);
+	ck_assert_uint_ge(use->records, 1);
+	ck_assert_uint_eq(use->objects, 0);
+	use = find_use(uses, count, 2);
+	ck_assert_ptr_nonnull(use);
+	ck_assert_uint_eq(use->objects, 2);
+	ck_assert_uint_ge(use->records, 1);
+	use = find_use(uses, count, 5);
+	ck_assert_ptr_nonnull(use);
+	ck_assert_uint_eq(use->objects, 1);
+	ck_assert_uint_eq(use->records, 0);
+	free(uses);
+	keysource_free(memory);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("vault");
@@ -446,6 +559,7 @@ int main(void)
 	tcase_add_test(tc, test_unsupported_version);
 	tcase_add_test(tc, test_missing_store);
 	tcase_add_test(tc, test_object_files);
+	tcase_add_test(tc, test_key_versions_in_use);
 	suite_add_tcase(suite, tc);
 	return harness_run(suite);
 }

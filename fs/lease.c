@@ -1,0 +1,314 @@
+/*
+ * Mounting through the key agent: the lease. lease_acquire() asks the agent for a
+ * dataset's keys, vault directory and grants; a thread then renews the lease well
+ * before it expires, taking new grants and new key versions each time. When the agent
+ * refuses a renewal (revocation, role removed, key shredded) or the lease runs out
+ * without one, lease_revoke() wipes every key, drops the kernel's cached pages and
+ * attributes of the mount and makes the gate refuse everything, open files included.
+ * The mount itself stays until unmounted, so jobs see EACCES rather than hangs.
+ */
+#include "fs/vaultfs.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/agent.h"
+#include "lib/keysource.h"
+#include "lib/log.h"
+#include "lib/secret.h"
+#include "lib/vault.h"
+
+/* Renew at most this long after the last renewal, so revocation bites within it. */
+#define RENEW_INTERVAL_MAX_MS 1500
+
+struct lease {
+	char *socket_path;
+	char dataset[POLICY_NAME_MAX + 1];
+	uint64_t id;
+	unsigned ttl;
+	struct timespec expires;      /* CLOCK_MONOTONIC */
+	struct keysource *keys;       /* borrowed: the vault's key source */
+	struct vfs *vfs;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stop;
+	bool running;
+};
+
+static void monotonic_after(struct timespec *at, unsigned seconds)
+{
+	clock_gettime(CLOCK_MONOTONIC, at);
+	at->tv_sec += seconds;
+}
+
+static bool passed(const struct timespec *at)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > at->tv_sec || (now.tv_sec == at->tv_sec && now.tv_nsec >= at->tv_nsec);
+}
+
+/* Take the keys of a lease or renewal answer into the key source. */
+static int take_keys(struct keysource *keys, const struct protocol_message *reply)
+{
+	for (size_t i = 0; i < reply->key_count; i++) {
+		int err = keysource_memory_add(keys, reply->keys[i].version, reply->keys[i].key);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static bool has_group_grants(const struct policy_grants *grants)
+{
+	for (size_t i = 0; i < grants->count; i++)
+		if (grants->grants[i].is_group)
+			return true;
+	return false;
+}
+
+/* Replace the grants the gate decides with (the reply's are moved out of it). */
+static void take_grants(struct vfs_access *access, struct protocol_message *reply)
+{
+	pthread_rwlock_wrlock(&access->lock);
+	policy_grants_release(&access->grants);
+	access->grants = reply->grants;
+	access->group_grants = has_group_grants(&access->grants);
+	memset(&reply->grants, 0, sizeof(reply->grants));
+	pthread_rwlock_unlock(&access->lock);
+}
+
+int lease_acquire(struct lease **out, const char *socket_path, const char *dataset,
+		  struct keysource **keys_out, char **vault_dir, struct vfs_access **access_out)
+{
+	struct protocol_message request = { 0 }, reply = { 0 };
+	struct vfs_access *access = NULL;
+	struct keysource *keys = NULL;
+	struct lease *lease = NULL;
+	struct agent *agent;
+	char host[PROTOCOL_TEXT_MAX + 1] = "";
+	int err;
+
+	err = agent_connect(&agent, socket_path);
+	if (err)
+		return err;
+	request.type = PROTOCOL_LEASE;
+	snprintf(request.name, sizeof(request.name), "%s", dataset);
+	gethostname(host, sizeof(host) - 1);
+	snprintf(request.text, sizeof(request.text), "%s", host);
+	err = agent_call(agent, &request, &reply);
+	agent_close(agent);
+	if (err) {
+		if (reply.text[0])
+			log_error("agent refused the lease on '%s': %s", dataset, reply.text);
+		goto out_release;
+	}
+	if (reply.ttl == 0 || reply.path[0] == '\0' || reply.key_count == 0) {
+		err = -EPROTO;
+		goto out_release;
+	}
+	lease = calloc(1, sizeof(*lease));
+	access = calloc(1, sizeof(*access));
+	if (lease && socket_path)
+		lease->socket_path = strdup(socket_path);
+	if (!lease || !access || (socket_path && !lease->socket_path)) {
+		err = -ENOMEM;
+		goto out_free;
+	}
+	err = keysource_memory_new(&keys);
+	if (!err)
+		err = take_keys(keys, &reply);
+	if (err)
+		goto out_free;
+	*vault_dir = strdup(reply.path);
+	if (!*vault_dir) {
+		err = -ENOMEM;
+		goto out_free;
+	}
+	pthread_rwlock_init(&access->lock, NULL);
+	take_grants(access, &reply);
+	snprintf(lease->dataset, sizeof(lease->dataset), "%s", dataset);
+	lease->id = reply.lease_id;
+	lease->ttl = reply.ttl;
+	lease->keys = keys;
+	monotonic_after(&lease->expires, reply.ttl);
+	pthread_mutex_init(&lease->lock, NULL);
+	pthread_cond_init(&lease->wake, NULL);
+	*out = lease;
+	*keys_out = keys;
+	*access_out = access;
+	protocol_message_release(&reply);
+	return 0;
+
+out_free:
+	keysource_free(keys);
+	if (lease)
+		free(lease->socket_path);
+	free(lease);
+	free(access);
+out_release:
+	protocol_message_release(&reply);
+	return err;
+}
+
+/* Drop every cached page and attribute the kernel holds for the mount's inodes. */
+static void invalidate_kernel_caches(struct vfs *vfs)
+{
+	uint64_t *inos = NULL;
+	size_t count = 0;
+
+	pthread_mutex_lock(&vfs->table_lock);
+	inos = calloc(vfs->table_count ? vfs->table_count : 1, sizeof(*inos));
+	for (size_t i = 0; inos && i < vfs->table_size; i++)
+		for (struct vnode *node = vfs->table[i]; node; node = node->next)
+			inos[count++] = node->ino;
+	pthread_mutex_unlock(&vfs->table_lock);
+	for (size_t i = 0; i < count; i++)
+		(void)fuse_lowlevel_notify_inval_inode(vfs->session, inos[i], 0, 0);
+	free(inos);
+}
+
+void lease_revoke(struct vfs *vfs, struct keysource *keys, const char *why)
+{
+	struct vfs_access *access = vfs->access;
+
+	if (!access || __atomic_exchange_n(&access->revoked, true, __ATOMIC_ACQ_REL))
+		return;
+	/* The gate refuses new requests from here on. Records changed a moment ago are
+	 * stored while the keys still exist, so the vault stays consistent; then every key
+	 * goes: leased DEKs, derived metadata keys, file keys. */
+	if (node_flush_all(vfs) != 0)
+		log_warn("some metadata could not be stored before the keys were wiped");
+	keysource_memory_revoke(keys);
+	meta_revoke_keys(vfs->vault->meta);
+	node_forget_keys(vfs);
+	if (vfs->session)
+		invalidate_kernel_caches(vfs);
+	log_warn("lease revoked (%s): keys wiped, every access now refused", why);
+}
+
+static int renew_once(struct lease *lease)
+{
+	struct protocol_message request = { 0 }, reply = { 0 };
+	struct agent *agent;
+	int err = agent_connect(&agent, lease->socket_path);
+
+	if (err)
+		return err;
+	request.type = PROTOCOL_RENEW;
+	request.lease_id = lease->id;
+	snprintf(request.name, sizeof(request.name), "%s", lease->dataset);
+	err = agent_call(agent, &request, &reply);
+	agent_close(agent);
+	if (!err) {
+		err = take_keys(lease->keys, &reply);
+		take_grants(lease->vfs->access, &reply);
+		if (reply.ttl)
+			lease->ttl = reply.ttl;
+		monotonic_after(&lease->expires, lease->ttl);
+	} else if (reply.text[0]) {
+		log_warn("agent refused to renew the lease: %s", reply.text);
+	}
+	protocol_message_release(&reply);
+	return err;
+}
+
+/* Transport failures (agent restarting, socket gone) are retried until the lease runs
+ * out; an answer from the agent that refuses is final. */
+static bool transport_error(int err)
+{
+	return err == -ECONNREFUSED || err == -ENOENT || err == -ECONNRESET || err == -ETIMEDOUT ||
+	       err == -EPIPE || err == -EAGAIN || err == -EINTR;
+}
+
+static void *renewer(void *arg)
+{
+	struct lease *lease = arg;
+
+	pthread_mutex_lock(&lease->lock);
+	while (!lease->stop) {
+		struct timespec deadline;
+		unsigned interval_ms = lease->ttl * 1000 / 3;
+		if (interval_ms > RENEW_INTERVAL_MAX_MS)
+			interval_ms = RENEW_INTERVAL_MAX_MS;
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_nsec += (long)interval_ms * 1000000L;
+		deadline.tv_sec += deadline.tv_nsec / 1000000000L;
+		deadline.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&lease->wake, &lease->lock, &deadline);
+		if (lease->stop)
+			break;
+		pthread_mutex_unlock(&lease->lock);
+		int err = renew_once(lease);
+		if (err && !transport_error(err)) {
+			lease_revoke(lease->vfs, lease->keys, "the agent refused to renew it");
+		} else if (err && passed(&lease->expires)) {
+			lease_revoke(lease->vfs, lease->keys, "it expired: the agent is unreachable");
+		}
+		pthread_mutex_lock(&lease->lock);
+		if (lease->vfs->access && __atomic_load_n(&lease->vfs->access->revoked, __ATOMIC_ACQUIRE))
+			break;
+	}
+	pthread_mutex_unlock(&lease->lock);
+	return NULL;
+}
+
+int lease_start(struct lease *lease, struct vfs *vfs)
+{
+	lease->vfs = vfs;
+	int err = pthread_create(&lease->thread, NULL, renewer, lease);
+	if (err)
+		return -err;
+	lease->running = true;
+	return 0;
+}
+
+void lease_stop(struct lease *lease)
+{
+	if (!lease || !lease->running)
+		return;
+	pthread_mutex_lock(&lease->lock);
+	lease->stop = true;
+	pthread_cond_signal(&lease->wake);
+	pthread_mutex_unlock(&lease->lock);
+	pthread_join(lease->thread, NULL);
+	lease->running = false;
+}
+
+void lease_release(struct lease *lease)
+{
+	struct protocol_message request = { 0 }, reply = { 0 };
+	struct agent *agent;
+
+	if (!lease)
+		return;
+	lease_stop(lease);
+	/* Tell the agent the mount is gone; nothing depends on it hearing this. */
+	if (agent_connect(&agent, lease->socket_path) == 0) {
+		request.type = PROTOCOL_RELEASE;
+		request.lease_id = lease->id;
+		snprintf(request.name, sizeof(request.name), "%s", lease->dataset);
+		if (agent_call(agent, &request, &reply) != 0)
+			log_debug("the agent did not acknowledge the lease release");
+		protocol_message_release(&reply);
+		agent_close(agent);
+	}
+	pthread_mutex_destroy(&lease->lock);
+	pthread_cond_destroy(&lease->wake);
+	free(lease->socket_path);
+	free(lease);
+}
+
+void lease_access_free(struct vfs_access *access)
+{
+	if (!access)
+		return;
+	policy_grants_release(&access->grants);
+	pthread_rwlock_destroy(&access->lock);
+	free(access);
+}

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# CLI tests of 'vaultctl policy check': the real binary (path in $VAULTCTL) on a good
+# keyagent.conf, on files that break separation of duties or the syntax, and on a missing
+# file. Each case is a function named case_*; the last line is "checks: N passed, N failed".
+set -u
+
+if [ -z "${VAULTCTL:-}" ] || [ ! -x "$VAULTCTL" ]; then
+	echo "test_policy.sh: set VAULTCTL to the vaultctl binary" >&2
+	exit 1
+fi
+
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/policy-test.XXXXXX") || exit 1
+trap 'rm -rf "$scratch"' EXIT
+
+# run ARGS...: run vaultctl, leaving $status, $out and $err.
+run() {
+	"$VAULTCTL" "$@" >"$dir/stdout" 2>"$dir/stderr"
+	status=$?
+	out=$(cat "$dir/stdout")
+	err=$(cat "$dir/stderr")
+}
+
+fail() {
+	echo "    FAIL: $*"
+	case_failed=1
+}
+
+expect_status() {
+	[ "$status" -eq "$1" ] || fail "exit status $status, expected $1 (stderr: $err)"
+}
+
+expect_err() {
+	grep -qF -- "$1" "$dir/stderr" || fail "stderr lacks '$1': $err"
+}
+
+expect_out() {
+	grep -qxF -- "$1" "$dir/stdout" || fail "stdout lacks the line '$1': $out"
+}
+
+expect_clean_error() {
+	expect_status 1
+	grep -q '^vaultctl: ' "$dir/stderr" || fail "no 'vaultctl: ' message on stderr: $err"
+	[ -z "$out" ] || fail "error also wrote to stdout: $out"
+}
+
+# The [agent] section every case starts with (5 lines).
+agent_section() {
+	cat <<-'EOF'
+	[agent]
+	socket = /run/vaultfs/agent.sock
+	keystore = /var/lib/vaultfs/keystore
+	data_root = /var/lib/vaultfs/vaults
+	kek = passphrase
+	EOF
+}
+
+case_good_policy() {
+	{
+		agent_section
+		cat <<-'EOF'
+		lease_ttl = 30
+
+		[role analysts]
+		users = daemon, 4001
+		groups = nogroup
+		grant = cardio rw
+		path = cardio features/** ro
+		path = cardio checkpoints/** rw
+		grant = neuro ro
+		window = Mon-Fri 07:00-19:00 Europe/Berlin
+		hosts = gpu-*
+
+		[role keyadmins]
+		users = 3001
+		admin = cardio rotate retire shred
+		admin = imaging create
+
+		[role ops]
+		users = root
+		admin = * reload revoke
+		EOF
+	} >"$dir/keyagent.conf"
+	run policy check "$dir/keyagent.conf"
+	expect_status 0
+	expect_out "$dir/keyagent.conf: ok"
+	expect_out "roles: 3 (analysts, keyadmins, ops)"
+	expect_out "datasets: 3 (cardio, neuro, imaging)"
+	[ -z "$err" ] || fail "stderr not empty: $err"
+}
+
+case_separation_of_duties() {
+	{
+		agent_section
+		cat <<-'EOF'
+
+		[role analysts]
+		users = daemon
+		grant = cardio ro
+
+		[role keyadmins]
+		users = daemon
+		admin = cardio rotate
+		EOF
+	} >"$dir/keyagent.conf"
+	run policy check "$dir/keyagent.conf"
+	expect_clean_error
+	expect_err "$dir/keyagent.conf:13: user 'daemon' holds key-admin privileges on 'cardio'"
+	expect_err "role 'keyadmins' (line 13)"
+	expect_err "role 'analysts' (line 9)"
+	expect_err "separation of duties forbids both"
+}
+
+case_separation_of_duties_through_group() {
+	{
+		agent_section
+		cat <<-'EOF'
+		[role keyadmins]
+		users = root
+		admin = * kek
+		[role analysts]
+		groups = root
+		grant = neuro rw
+		EOF
+	} >"$dir/keyagent.conf"
+	run policy check "$dir/keyagent.conf"
+	expect_clean_error
+	expect_err "$dir/keyagent.conf:8: user 'root' holds key-admin privileges on every dataset"
+	expect_err "as a member of group 'root'"
+	expect_err "(line 11)"
+}
+
+case_syntax_error() {
+	{
+		agent_section
+		printf '[role analysts]\nusers = daemon\ngrant cardio rw\n'
+	} >"$dir/keyagent.conf"
+	run policy check "$dir/keyagent.conf"
+	expect_clean_error
+	expect_err "$dir/keyagent.conf:8: syntax error"
+}
+
+case_unknown_key() {
+	{
+		agent_section
+		printf '[role analysts]\nusers = daemon\ngrnat = cardio rw\n'
+	} >"$dir/keyagent.conf"
+	run policy check "$dir/keyagent.conf"
+	expect_clean_error
+	expect_err "$dir/keyagent.conf:8: unknown key 'grnat' in [role analysts]: did you mean 'grant'?"
+}
+
+case_missing_file() {
+	run policy check "$dir/nothing.conf"
+	expect_clean_error
+	expect_err "$dir/nothing.conf: no such file"
+}
+
+case_usage() {
+	run policy check
+	expect_status 2
+	expect_err "usage: vaultctl policy check FILE"
+	run policy frobnicate x
+	expect_status 2
+	expect_err "unknown policy action 'frobnicate'"
+	run policy
+	expect_status 2
+	run help policy
+	expect_status 0
+	expect_out "usage: vaultctl policy check FILE"
+	run policy check --help
+	expect_status 0
+}
+
+passed=0
+failed=0
+for name in $(declare -F | awk '$3 ~ /^case_/ { print $3 }'); do
+	dir="$scratch/$name"
+	mkdir "$dir"
+	echo "$name"
+	# A subshell per case: a case cannot leak state into the next.
+	( case_failed=0; "$name"; exit "$case_failed" )
+	if [ $? -eq 0 ]; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		echo "    FAILED: $name"
+	fi
+done
+
+echo "checks: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
