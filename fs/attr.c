@@ -72,7 +72,13 @@ int do_setattr(struct vfs *vfs, uint64_t ino, const struct stat *attr, int to_se
 		node->rec.ctime = attr->st_ctim;
 	else
 		node->rec.ctime = now;
-	err = node_save(vfs, node);
+	/* A size change is stored at once (the object changed with it); other attributes
+	 * are stored with the next flush, close, fsync or periodic flush, like ext4's
+	 * journal: tar and cp set times and modes on every file they make. */
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		err = node_save(vfs, node);
+	else
+		node->dirty = true;
 	if (!err)
 		node_fill_stat(vfs, &node->rec, st);
 out_unlock:

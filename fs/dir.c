@@ -252,7 +252,11 @@ out_unlock:
 	return err;
 }
 
-/* Drop one name of node inside txn; the inode goes to the orphans at its last name. */
+/*
+ * Drop one name of node inside txn. At its last name an inode nobody has open goes in
+ * the same transaction (its object after the commit: see drop_finish); one still open
+ * goes to the orphans, deleted at its last release or at the next mount.
+ */
 static int drop_link(struct meta_txn *txn, struct vnode *node, const struct timespec *now)
 {
 	if (S_ISDIR(node->rec.mode))
@@ -260,13 +264,35 @@ static int drop_link(struct meta_txn *txn, struct vnode *node, const struct time
 	else if (node->rec.nlink > 0)
 		node->rec.nlink--;
 	node->rec.ctime = *now;
-	if (node->rec.nlink == 0) {
-		node->unlinked = true;
+	if (node->rec.nlink > 0)
+		return meta_inode_put(txn, &node->rec);
+	node->unlinked = true;
+	if (node->opens > 0) {
 		int err = meta_orphan_add(txn, node->ino);
-		if (err)
-			return err;
+		return err ? err : meta_inode_put(txn, &node->rec);
 	}
-	return meta_inode_put(txn, &node->rec);
+	int err = meta_inode_del(txn, node->ino);
+	if (!err || err == -ENOENT)
+		err = meta_xattr_del_all(txn, node->ino);
+	return err == -ENOENT ? 0 : err;
+}
+
+/* After the commit of a drop_link that deleted the record: the object goes too. */
+static void drop_finish(struct vfs *vfs, struct vnode *node)
+{
+	if (!node || !node->unlinked || node->opens > 0 || node->removed)
+		return;
+	node->removed = true;
+	node->dirty = false;
+	if (S_ISREG(node->rec.mode)) {
+		if (node->object_fd >= 0) {
+			close(node->object_fd);
+			node->object_fd = -1;
+		}
+		/* Record first, object second: a crash in between leaves an unreferenced
+		 * object, never a record without its object. */
+		(void)vault_object_unlink(vfs->vault, node->rec.object_id);
+	}
 }
 
 int do_unlink(struct vfs *vfs, uint64_t parent, const char *name, bool is_dir)
@@ -333,6 +359,8 @@ int do_unlink(struct vfs *vfs, uint64_t parent, const char *name, bool is_dir)
 		if (err) {
 			snapshot_restore(&snaps[0]);
 			snapshot_restore(&snaps[1]);
+		} else {
+			drop_finish(vfs, node);
 		}
 out_unlock:
 		node_unlock_many(locks, 2);
@@ -512,11 +540,14 @@ int do_rename(struct vfs *vfs, uint64_t parent, const char *name, uint64_t newpa
 			} else {
 				err = rename_apply(vfs, txn, &plan, name, len, newname, newlen, flags);
 				err = finish(txn, err);
-				if (err)
+				if (err) {
 					for (int i = 3; i >= 0; i--)
 						snapshot_restore(&snaps[i]);
-				else if (vfs->access)
-					rename_paths(vfs, &plan, name, newname, flags);
+				} else {
+					drop_finish(vfs, plan.target);
+					if (vfs->access)
+						rename_paths(vfs, &plan, name, newname, flags);
+				}
 			}
 		}
 		node_unlock_many(locks, 4);

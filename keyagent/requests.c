@@ -299,6 +299,25 @@ static int vault_place_free(const char *dir)
 	return err;
 }
 
+/* -EEXIST, with the reason, when the keystore has the name (shredded names included:
+ * their tombstone keeps them). */
+static int dataset_taken(struct request *r, const char *name)
+{
+	struct keystore_dataset old = { 0 };
+	int err = keystore_dataset_get(r->agent->keystore, name, &old);
+	bool shredded = old.shredded;
+
+	keystore_dataset_release(&old);
+	if (err == -ENOENT)
+		return 0;
+	if (err)
+		return fail(r, err, "cannot read the keystore: %s", strerror(-err));
+	if (shredded)
+		return fail(r, -EEXIST, "dataset '%s' was shredded: its name cannot be used "
+			    "again", name);
+	return fail(r, -EEXIST, "dataset '%s' exists already", name);
+}
+
 static int do_dataset_create(struct request *r)
 {
 	struct keyagent *agent = r->agent;
@@ -316,6 +335,9 @@ static int do_dataset_create(struct request *r)
 	if (mkdir(agent->config.data_root, 0711) < 0 && errno != EEXIST)
 		return fail(r, -errno, "cannot make the data root '%s': %s",
 			    agent->config.data_root, strerror(errno));
+	err = dataset_taken(r, name);
+	if (err)
+		return err;
 	err = vault_place_free(dir);
 	if (err == -EEXIST)
 		return fail(r, err, "'%s' already exists: dataset '%s' cannot be made there",
@@ -327,14 +349,7 @@ static int do_dataset_create(struct request *r)
 		return fail(r, -ENOMEM, "out of memory");
 	err = keystore_dataset_create(agent->keystore, agent->kek, name, r->peer->uid, dek, &ds);
 	if (err == -EEXIST) {
-		struct keystore_dataset old = { 0 };
-		bool shredded = keystore_dataset_get(agent->keystore, name, &old) == 0 &&
-				old.shredded;
-		keystore_dataset_release(&old);
-		if (shredded)
-			fail(r, err, "dataset '%s' was shredded: its name cannot be used again", name);
-		else
-			fail(r, err, "dataset '%s' exists already", name);
+		fail(r, err, "dataset '%s' exists already", name);
 		goto out_free;
 	}
 	if (err) {

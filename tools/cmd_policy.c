@@ -1,8 +1,9 @@
 /*
  * vaultctl policy: work with the key agent's policy. 'policy check FILE' reads a
  * keyagent.conf exactly as the agent would and either explains the first line that
- * breaks it or prints a short summary (roles, datasets). A table of actions, so that
- * 'policy reload' is one more row.
+ * breaks it or prints a short summary (roles, datasets). 'policy reload' has the running
+ * agent read its file again: a bad file is refused, with the agent's FILE:LINE
+ * explanation, and the old policy stays in force.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,15 +11,20 @@
 
 #include "lib/config.h"
 #include "lib/policy.h"
+#include "lib/protocol.h"
 #include "tools/vaultctl.h"
 
-static const char synopsis[] = "policy check FILE";
+static const char synopsis[] = "policy check FILE | policy reload";
 
 static const char help[] =
 	"Check a key agent configuration (keyagent.conf, see vaultfs-policy(5)) the way the\n"
 	"agent reads it at start and on reload: syntax, settings, users and groups, time\n"
 	"zones, path rules and separation of duties. On success print the roles and the\n"
 	"datasets it names; otherwise print the file, line and problem, and exit 1.\n\n"
+	"'policy reload' has the running key agent read its configuration again (as SIGHUP\n"
+	"does) and put the new policy in force at once. A file with any error is refused\n"
+	"with its file, line and problem, and the old policy stays in force. Needs the\n"
+	"'reload' privilege (admin = * reload).\n\n"
 	"  -h, --help   show this text\n";
 
 /* "name, name, ..." of names on one line after label. */
@@ -66,11 +72,32 @@ out_release:
 	return status;
 }
 
+static int policy_reload(int argc, char *argv[])
+{
+	struct protocol_message request = { .type = PROTOCOL_POLICY_RELOAD };
+	struct protocol_message reply;
+	int status;
+
+	if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
+		return vaultctl_usage(synopsis, help);
+	if (argc != 1)
+		return vaultctl_usage_error("policy reload", "unexpected argument '%s': the agent "
+					    "reads the file it was started with", argv[1]);
+	status = vaultctl_agent_request(&request, &reply, "policy reload", "*",
+					"policy reload refused, the old policy stays in force");
+	if (status != VAULTCTL_EXIT_OK)
+		return status;
+	protocol_message_release(&reply);
+	printf("policy reloaded\n");
+	return VAULTCTL_EXIT_OK;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char *argv[]);
 } actions[] = {
 	{ "check", policy_check },
+	{ "reload", policy_reload },
 };
 
 int cmd_policy(int argc, char *argv[])
@@ -78,11 +105,12 @@ int cmd_policy(int argc, char *argv[])
 	size_t i;
 
 	if (argc < 2)
-		return vaultctl_usage_error(synopsis, "give an action: check");
+		return vaultctl_usage_error(synopsis, "give an action: check or reload");
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
 		return vaultctl_usage(synopsis, help);
 	for (i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
 		if (strcmp(argv[1], actions[i].name) == 0)
 			return actions[i].fn(argc - 1, argv + 1);
-	return vaultctl_usage_error(synopsis, "unknown policy action '%s': use check", argv[1]);
+	return vaultctl_usage_error(synopsis, "unknown policy action '%s': use check or "
+				    "reload", argv[1]);
 }
