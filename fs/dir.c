@@ -631,10 +631,13 @@ out_node:
 }
 
 struct readdir_state {
+	struct vfs *vfs;
+	struct vnode *dir;      /* readdirplus: for the paths of the entries */
 	fuse_req_t req;
 	char *buf;
 	size_t size;
 	size_t used;
+	bool plus;
 };
 
 static int add_entry(struct readdir_state *state, const char *name, uint64_t ino,
@@ -649,15 +652,66 @@ static int add_entry(struct readdir_state *state, const char *name, uint64_t ino
 	return 0;
 }
 
+/*
+ * readdirplus: the entry with its attributes, which counts as a lookup (the kernel will
+ * forget it). Saves ls -l and find a LOOKUP round trip per name.
+ */
+static int add_entry_plus(struct readdir_state *state, const struct meta_dirent *entry)
+{
+	struct fuse_entry_param e;
+	struct vnode *node;
+	int err = node_get(state->vfs, entry->ino, &node);
+
+	if (err)
+		return err == -ENOENT ? -EIO : err;
+	pthread_rwlock_rdlock(&node->lock);
+	fill_entry(state->vfs, node, &e);
+	pthread_rwlock_unlock(&node->lock);
+	size_t need = fuse_add_direntry_plus(state->req, state->buf + state->used,
+					     state->size - state->used, entry->name, &e,
+					     (off_t)entry->cookie);
+	if (need > state->size - state->used) {
+		node_put(state->vfs, node);
+		return 1;
+	}
+	state->used += need;
+	if (state->vfs->access)
+		node_set_path(state->vfs, node, state->dir, entry->name);
+	node_lookup_ref(state->vfs, node);
+	node_put(state->vfs, node);
+	return 0;
+}
+
 static int readdir_one(void *arg, const struct meta_dirent *entry)
 {
-	return add_entry(arg, entry->name, entry->ino, entry->type, entry->cookie);
+	struct readdir_state *state = arg;
+	if (state->plus)
+		return add_entry_plus(state, entry);
+	return add_entry(state, entry->name, entry->ino, entry->type, entry->cookie);
+}
+
+/* "." and "..": never looked up by the kernel, so no attributes and no reference. */
+static int add_dot(struct readdir_state *state, const char *name, uint64_t ino,
+		   uint64_t cookie)
+{
+	if (!state->plus)
+		return add_entry(state, name, ino, DT_DIR, cookie);
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.attr.st_ino = ino;
+	e.attr.st_mode = S_IFDIR;
+	size_t need = fuse_add_direntry_plus(state->req, state->buf + state->used,
+					     state->size - state->used, name, &e, (off_t)cookie);
+	if (need > state->size - state->used)
+		return 1;
+	state->used += need;
+	return 0;
 }
 
 int do_readdir(struct vfs *vfs, fuse_req_t req, uint64_t ino, size_t size, off_t off,
-	       char *buf, size_t *used)
+	       bool plus, char *buf, size_t *used)
 {
-	struct readdir_state state = { req, buf, size, 0 };
+	struct readdir_state state = { vfs, NULL, req, buf, size, 0, plus };
 	struct meta_txn *txn;
 	struct vnode *dir;
 	uint64_t parent;
@@ -670,18 +724,19 @@ int do_readdir(struct vfs *vfs, fuse_req_t req, uint64_t ino, size_t size, off_t
 	parent = dir->rec.parent;
 	bool is_dir = S_ISDIR(dir->rec.mode);
 	pthread_rwlock_unlock(&dir->lock);
-	node_put(vfs, dir);
-	if (!is_dir)
-		return -ENOTDIR;
+	state.dir = dir;
+	if (!is_dir) {
+		err = -ENOTDIR;
+		goto out_put;
+	}
 
-	if (off < META_COOKIE_DOT && add_entry(&state, ".", ino, DT_DIR, META_COOKIE_DOT))
+	if (off < META_COOKIE_DOT && add_dot(&state, ".", ino, META_COOKIE_DOT))
 		goto out_done;
-	if (off < META_COOKIE_DOTDOT &&
-	    add_entry(&state, "..", parent, DT_DIR, META_COOKIE_DOTDOT))
+	if (off < META_COOKIE_DOTDOT && add_dot(&state, "..", parent, META_COOKIE_DOTDOT))
 		goto out_done;
 	err = meta_txn_begin(vfs->vault->meta, false, &txn);
 	if (err)
-		return err;
+		goto out_put;
 	uint64_t after = off > META_COOKIE_DOTDOT ? (uint64_t)off : META_COOKIE_DOTDOT;
 	err = meta_dir_iterate(txn, ino, after, readdir_one, &state);
 	meta_txn_abort(txn);
@@ -692,7 +747,12 @@ int do_readdir(struct vfs *vfs, fuse_req_t req, uint64_t ino, size_t size, off_t
 			  (unsigned long long)ino);
 		err = -EIO;
 	}
+	/* Entries already in the buffer were counted as lookups: they must be sent. */
+	if (err && state.used > 0)
+		err = 0;
 out_done:
 	*used = state.used;
+out_put:
+	node_put(vfs, dir);
 	return err;
 }

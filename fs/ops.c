@@ -439,24 +439,36 @@ static void vfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 	fuse_reply_open(req, fi);
 }
 
-static void vfs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-			   struct fuse_file_info *fi)
+static void list_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
 	struct vfs *vfs = vfs_of(req);
 	char *buf = NULL;
 	size_t used = 0;
 	int err = gate_enter(vfs, req, GATE_READDIR, ino, NULL);
 
-	(void)fi;
 	if (!err) {
 		buf = (char *)scratch_get(SCRATCH_REPLY, size ? size : 1);
-		err = buf ? do_readdir(vfs, req, ino, size, off, buf, &used) : -ENOMEM;
+		err = buf ? do_readdir(vfs, req, ino, size, off, plus, buf, &used) : -ENOMEM;
 	}
 	gate_leave(vfs, req, GATE_READDIR, ino, err);
 	if (err)
 		reply_err(req, err);
 	else
 		fuse_reply_buf(req, buf, used);
+}
+
+static void vfs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	(void)fi;
+	list_directory(req, ino, size, off, false);
+}
+
+static void vfs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			       struct fuse_file_info *fi)
+{
+	(void)fi;
+	list_directory(req, ino, size, off, true);
 }
 
 static void vfs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -587,6 +599,7 @@ const struct fuse_lowlevel_ops vaultfs_ops = {
 	.fsync = vfs_op_fsync,
 	.opendir = vfs_op_opendir,
 	.readdir = vfs_op_readdir,
+	.readdirplus = vfs_op_readdirplus,
 	.releasedir = vfs_op_releasedir,
 	.fsyncdir = vfs_op_fsyncdir,
 	.statfs = vfs_op_statfs,

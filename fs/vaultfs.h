@@ -156,8 +156,9 @@ int do_rename(struct vfs *vfs, uint64_t parent, const char *name, uint64_t newpa
 	      const char *newname, unsigned int flags);
 int do_link(struct vfs *vfs, uint64_t ino, uint64_t newparent, const char *newname,
 	    struct fuse_entry_param *e);
+/* plus: readdirplus, each entry with its attributes and counted as a lookup. */
 int do_readdir(struct vfs *vfs, fuse_req_t req, uint64_t ino, size_t size, off_t off,
-	       char *buf, size_t *used);
+	       bool plus, char *buf, size_t *used);
 
 /* attr.c: attributes, links, xattrs, statfs. */
 int do_getattr(struct vfs *vfs, uint64_t ino, struct stat *st);

@@ -1,0 +1,1055 @@
+/*
+ * The real vault-keyagent, started per test with a temporary configuration, keystore
+ * and data root, spoken to over its socket with lib/agent.h: dataset create and list,
+ * leases whose keys open the vault, refusals for uids without a role (child processes
+ * that setresuid, so SO_PEERCRED says so), renew, revoke, rotate, retire, shred, policy
+ * reload over the socket and by SIGHUP, malformed frames, the client limit, the sealed
+ * passphrase mode and its back-off, and no secret in /proc of the agent or its log.
+ * Needs root (setresuid, chown of the socket).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "keyagent/keyagent.h"
+#include "lib/agent.h"
+#include "lib/bytes.h"
+#include "lib/crypto.h"
+#include "lib/keysource.h"
+#include "lib/meta.h"
+#include "lib/object.h"
+#include "lib/secret.h"
+#include "lib/vault.h"
+#include "tests/harness.h"
+
+#define NOBODY_UID 1000      /* no role at all */
+#define KEYADMIN_UID 1001    /* key privileges on the datasets, no data grant */
+#define SOCKET_GID 1000      /* the socket group; children run with it */
+#define PASSPHRASE "correct horse battery staple"
+#define WRONG_PASSPHRASE "incorrect horse"
+#define NEW_PASSPHRASE "a brand new passphrase"
+
+static char dir[64];
+static char socket_path[100];
+static char config_path[128];
+static char log_path[128];
+static char kek_hex[2 * CRYPTO_KEY_LEN + 1];
+static pid_t agent_pid = -1;
+
+static const char base_roles[] =
+	"[role data]\n"
+	"users = 0\n"
+	"grant = cardio rw\n"
+	"grant = scratch rw\n"
+	"admin = * create revoke reload\n"
+	"\n"
+	"[role keys]\n"
+	"users = 1001\n"
+	"admin = cardio rotate retire shred\n"
+	"admin = scratch shred\n"
+	"admin = * kek\n";
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	return remove(path);
+}
+
+static void path_in(char *out, size_t len, const char *name)
+{
+	snprintf(out, len, "%s/%s", dir, name);
+}
+
+/* The configuration: [agent] for this test's directory, then roles. */
+static void write_config(const char *kek, const char *roles)
+{
+	FILE *f = fopen(config_path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "[agent]\n"
+		"socket = %s\n"
+		"socket_group = %d\n"
+		"keystore = %s/keystore\n"
+		"data_root = %s/vaults\n"
+		"kek = %s\n"
+		"lease_ttl = 5\n"
+		"\n%s", socket_path, SOCKET_GID, dir, dir, kek, roles);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(chmod(config_path, 0644), 0);
+}
+
+static void write_keyfile_config(const char *roles)
+{
+	char kek[160];
+
+	snprintf(kek, sizeof(kek), "keyfile:%s/kek", dir);
+	write_config(kek, roles);
+}
+
+static void setup(void)
+{
+	uint8_t key[CRYPTO_KEY_LEN];
+	char path[128];
+	FILE *f;
+
+	ck_assert_int_eq(secret_init(), 0);
+	strcpy(dir, "/tmp/agent_daemon.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert_int_eq(chmod(dir, 0755), 0);
+	path_in(socket_path, sizeof(socket_path), "run/agent.sock");
+	path_in(config_path, sizeof(config_path), "keyagent.conf");
+	path_in(log_path, sizeof(log_path), "agent.log");
+	crypto_random(key, sizeof(key));
+	crypto_to_hex(kek_hex, sizeof(kek_hex), key, sizeof(key));
+	path_in(path, sizeof(path), "kek");
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "%s\n", kek_hex);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(chmod(path, 0600), 0);
+	write_keyfile_config(base_roles);
+	agent_pid = -1;
+}
+
+static void stop_agent(void)
+{
+	int status;
+
+	if (agent_pid <= 0)
+		return;
+	kill(agent_pid, SIGTERM);
+	waitpid(agent_pid, &status, 0);
+	agent_pid = -1;
+}
+
+static void teardown(void)
+{
+	stop_agent();
+	nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int status_call(struct protocol_message *reply);
+
+/* Start vault-keyagent -f on the test's configuration and wait for its socket. */
+static void start_agent(void)
+{
+	const char *exe = getenv("VAULT_KEYAGENT");
+	struct protocol_message reply;
+
+	ck_assert_msg(exe != NULL, "VAULT_KEYAGENT is not set");
+	agent_pid = fork();
+	ck_assert_int_ge(agent_pid, 0);
+	if (agent_pid == 0) {
+		int log = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		/* The agent goes when the test does, failed or not. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (log >= 0)
+			dup2(log, STDERR_FILENO);
+		execl(exe, exe, "-f", "-c", config_path, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500; i++) {
+		int status;
+
+		if (status_call(&reply) == 0) {
+			protocol_message_release(&reply);
+			return;
+		}
+		ck_assert_msg(waitpid(agent_pid, &status, WNOHANG) == 0,
+			      "the agent exited during startup (see %s)", log_path);
+		usleep(10000);
+	}
+	ck_abort_msg("the agent's socket did not appear");
+}
+
+/* One request as the test process (root). */
+static int call(int type, const char *name, struct protocol_message *reply)
+{
+	struct protocol_message request = { .type = type };
+	struct agent *agent;
+	int err;
+
+	memset(reply, 0, sizeof(*reply));
+	if (name)
+		snprintf(request.name, sizeof(request.name), "%s", name);
+	err = agent_connect(&agent, socket_path);
+	if (err)
+		return err;
+	err = agent_call(agent, &request, reply);
+	agent_close(agent);
+	return err;
+}
+
+static int call_message(const struct protocol_message *request, struct protocol_message *reply)
+{
+	struct agent *agent;
+	int err;
+
+	memset(reply, 0, sizeof(*reply));
+	err = agent_connect(&agent, socket_path);
+	if (err)
+		return err;
+	err = agent_call(agent, request, reply);
+	agent_close(agent);
+	return err;
+}
+
+static int status_call(struct protocol_message *reply)
+{
+	return call(PROTOCOL_STATUS, NULL, reply);
+}
+
+static void expect_status(const char *want)
+{
+	struct protocol_message reply;
+
+	ck_assert_int_eq(status_call(&reply), 0);
+	ck_assert_str_eq(reply.text, want);
+	protocol_message_release(&reply);
+}
+
+/* What a child running as another uid saw. */
+struct outcome {
+	int err;
+	uint32_t version;
+	uint32_t mode;
+	uint64_t lease_id;
+	size_t key_count;
+	size_t name_count;
+	char text[PROTOCOL_TEXT_MAX + 1];
+};
+
+/* One request from a child process with uid (gid SOCKET_GID, no other groups). */
+static struct outcome call_as(uid_t uid, const struct protocol_message *request)
+{
+	struct outcome out = { .err = -EPROTO };
+	int fds[2], status;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		gid_t gid = SOCKET_GID;
+		struct protocol_message reply;
+
+		close(fds[0]);
+		if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
+		    setresuid(uid, uid, uid) < 0)
+			_exit(1);
+		out.err = call_message(request, &reply);
+		out.version = reply.version;
+		out.mode = reply.mode;
+		out.lease_id = reply.lease_id;
+		out.key_count = reply.key_count;
+		out.name_count = reply.name_count;
+		memcpy(out.text, reply.text, sizeof(out.text));
+		protocol_message_release(&reply);
+		_exit(write(fds[1], &out, sizeof(out)) == (ssize_t)sizeof(out) ? 0 : 2);
+	}
+	close(fds[1]);
+	ck_assert_int_eq(read(fds[0], &out, sizeof(out)), (ssize_t)sizeof(out));
+	close(fds[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	return out;
+}
+
+static struct outcome simple_as(uid_t uid, int type, const char *name)
+{
+	struct protocol_message request = { .type = type };
+
+	if (name)
+		snprintf(request.name, sizeof(request.name), "%s", name);
+	return call_as(uid, &request);
+}
+
+static struct outcome renew_as(uid_t uid, uint64_t lease_id)
+{
+	struct protocol_message request = { .type = PROTOCOL_RENEW, .lease_id = lease_id };
+	return call_as(uid, &request);
+}
+
+static int renew(uint64_t lease_id, struct protocol_message *reply)
+{
+	struct protocol_message request = { .type = PROTOCOL_RENEW, .lease_id = lease_id };
+	return call_message(&request, reply);
+}
+
+static void create_dataset(const char *name)
+{
+	struct protocol_message reply;
+	char want[160];
+
+	ck_assert_int_eq(call(PROTOCOL_DATASET_CREATE, name, &reply), 0);
+	snprintf(want, sizeof(want), "%s/vaults/%s", dir, name);
+	ck_assert_str_eq(reply.path, want);
+	protocol_message_release(&reply);
+}
+
+static bool has_version(const struct protocol_message *reply, uint32_t version)
+{
+	for (size_t i = 0; i < reply->key_count; i++)
+		if (reply->keys[i].version == version)
+			return true;
+	return false;
+}
+
+/* The file at path holds needle (as text) anywhere: /proc files and logs. */
+static bool file_contains(const char *path, const char *needle)
+{
+	static char buf[1 << 20];
+	size_t len = 0, n_len = strlen(needle);
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return false;
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	for (size_t i = 0; i + n_len <= len; i++)
+		if (memcmp(buf + i, needle, n_len) == 0)
+			return true;
+	return false;
+}
+
+static void expect_no_secret_in_proc(const char *secret)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)agent_pid);
+	ck_assert(access(path, R_OK) == 0);
+	ck_assert(!file_contains(path, secret));
+	snprintf(path, sizeof(path), "/proc/%d/environ", (int)agent_pid);
+	ck_assert(!file_contains(path, secret));
+}
+
+/* Tests. */
+
+START_TEST(test_create_list_lease)
+{
+	struct protocol_message reply;
+	struct keysource *keys;
+	struct meta_inode root = { 0 };
+	struct meta_txn *txn;
+	struct vault *vault;
+	struct outcome o;
+	char vault_path[160], key_hex[2 * CRYPTO_KEY_LEN + 1];
+
+	start_agent();
+	expect_status("unsealed");
+	create_dataset("cardio");
+	ck_assert_int_eq(call(PROTOCOL_DATASET_CREATE, "cardio", &reply), -EEXIST);
+	protocol_message_release(&reply);
+	/* Creating needs the create privilege. */
+	o = simple_as(NOBODY_UID, PROTOCOL_DATASET_CREATE, "other");
+	ck_assert_int_eq(o.err, -EACCES);
+	ck_assert_ptr_nonnull(strstr(o.text, "create"));
+
+	/* Listing: root sees all, a key admin its datasets, a uid without a role none. */
+	ck_assert_int_eq(call(PROTOCOL_DATASET_LIST, NULL, &reply), 0);
+	ck_assert_uint_eq(reply.name_count, 1);
+	ck_assert_str_eq(reply.names[0], "cardio");
+	protocol_message_release(&reply);
+	o = simple_as(KEYADMIN_UID, PROTOCOL_DATASET_LIST, NULL);
+	ck_assert_int_eq(o.err, 0);
+	ck_assert_uint_eq(o.name_count, 1);
+	o = simple_as(NOBODY_UID, PROTOCOL_DATASET_LIST, NULL);
+	ck_assert_int_eq(o.err, 0);
+	ck_assert_uint_eq(o.name_count, 0);
+
+	/* A lease with the right role: keys that open the vault. */
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
+	ck_assert_uint_ne(reply.lease_id, 0);
+	ck_assert_uint_eq(reply.ttl, 5);
+	ck_assert_uint_eq(reply.version, 1);
+	ck_assert_uint_eq(reply.mode, POLICY_RW);
+	ck_assert_uint_eq(reply.key_count, 1);
+	ck_assert_uint_eq(reply.keys[0].version, 1);
+	ck_assert_uint_ge(reply.grants.count, 1);
+	ck_assert_uint_eq(reply.grants.grants[0].id, 0);
+	snprintf(vault_path, sizeof(vault_path), "%s/vaults/cardio", dir);
+	ck_assert_str_eq(reply.path, vault_path);
+	ck_assert_int_eq(keysource_memory_new(&keys), 0);
+	ck_assert_int_eq(keysource_memory_add(keys, 1, reply.keys[0].key), 0);
+	crypto_to_hex(key_hex, sizeof(key_hex), reply.keys[0].key, CRYPTO_KEY_LEN);
+	protocol_message_release(&reply);
+	ck_assert_int_eq(vault_open(&vault, vault_path, keys, VAULT_OPEN_READ_ONLY), 0);
+	ck_assert_int_eq(meta_txn_begin(vault->meta, false, &txn), 0);
+	ck_assert_int_eq(meta_inode_get(txn, META_ROOT_INO, &root), 0);
+	meta_txn_abort(txn);
+	ck_assert_uint_eq(root.mode, S_IFDIR | 01777);
+	ck_assert_uint_eq(root.uid, 0);
+	meta_inode_release(&root);
+	vault_close(vault);
+	keysource_free(keys);
+
+	/* No role: refused, and SO_PEERCRED is what says who asked. */
+	o = simple_as(NOBODY_UID, PROTOCOL_LEASE, "cardio");
+	ck_assert_int_eq(o.err, -EACCES);
+	ck_assert_str_eq(o.text, "no role grants you dataset 'cardio' now");
+	ck_assert_uint_eq(o.key_count, 0);
+	/* Key privileges are not a data grant. */
+	o = simple_as(KEYADMIN_UID, PROTOCOL_LEASE, "cardio");
+	ck_assert_int_eq(o.err, -EACCES);
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "nosuch", &reply), -ENOENT);
+	protocol_message_release(&reply);
+
+	/* Every request is logged by uid and type; no key is. */
+	ck_assert(file_contains(log_path, "uid 1000 pid"));
+	ck_assert(file_contains(log_path, "lease 'cardio': Permission denied"));
+	ck_assert(!file_contains(log_path, key_hex));
+	ck_assert(!file_contains(log_path, kek_hex));
+	expect_no_secret_in_proc(kek_hex);
+	expect_no_secret_in_proc(key_hex);
+}
+END_TEST
+
+START_TEST(test_renew_revoke_release)
+{
+	struct protocol_message reply, request = { 0 };
+	uint64_t id, other;
+	struct outcome o;
+
+	start_agent();
+	create_dataset("cardio");
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
+	id = reply.lease_id;
+	protocol_message_release(&reply);
+	ck_assert_int_eq(renew(id, &reply), 0);
+	ck_assert_uint_eq(reply.ttl, 5);
+	ck_assert_uint_eq(reply.key_count, 1);
+	ck_assert_uint_ge(reply.grants.count, 1);
+	protocol_message_release(&reply);
+
+	/* Another uid cannot renew a lease it does not hold. */
+	o = renew_as(NOBODY_UID, id);
+	ck_assert_int_eq(o.err, -EACCES);
+	ck_assert_int_eq(renew(12345, &reply), -EACCES);
+	protocol_message_release(&reply);
+
+	/* Revoking the dataset's leases needs the privilege, then renewal is refused. */
+	o = simple_as(NOBODY_UID, PROTOCOL_REVOKE, "cardio");
+	ck_assert_int_eq(o.err, -EACCES);
+	ck_assert_int_eq(renew(id, &reply), 0);
+	protocol_message_release(&reply);
+	ck_assert_int_eq(call(PROTOCOL_REVOKE, "cardio", &reply), 0);
+	ck_assert_str_eq(reply.text, "1 lease of dataset 'cardio' revoked");
+	protocol_message_release(&reply);
+	ck_assert_int_eq(renew(id, &reply), -EACCES);
+	ck_assert_ptr_nonnull(strstr(reply.text, "revoked"));
+	protocol_message_release(&reply);
+
+	/* Revoke one lease by id; the other stays. */
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
+	id = reply.lease_id;
+	protocol_message_release(&reply);
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
+	other = reply.lease_id;
+	protocol_message_release(&reply);
+	request.type = PROTOCOL_REVOKE;
+	request.lease_id = id;
+	ck_assert_int_eq(call_message(&request, &reply), 0);
+	protocol_message_release(&reply);
+	ck_assert_int_eq(renew(id, &reply), -EACCES);
+	protocol_message_release(&reply);
+	ck_assert_int_eq(renew(other, &reply), 0);
+	protocol_message_release(&reply);
+
+	/* Release: only by its holder, and the lease is gone. */
+	request.type = PROTOCOL_RELEASE;
+	request.lease_id = other;
+	o = call_as(NOBODY_UID, &request);
+	ck_assert_int_eq(o.err, -ENOENT);
+	ck_assert_int_eq(call_message(&request, &reply), 0);
+	protocol_message_release(&reply);
+	ck_assert_int_eq(renew(other, &reply), -EACCES);
+	protocol_message_release(&reply);
+}
+END_TEST
+
+/* A fake object in the vault whose plaintext header names key_version. */
+static void write_object(const char *dataset, uint8_t first, uint32_t key_version, char *path,
+			 size_t path_len)
+{
+	struct object_header header = {
+		.format_version = OBJECT_FORMAT_VERSION,
+		.cipher = CRYPTO_XCHACHA20POLY1305,
+		.key_version = key_version,
+		.block_size = OBJECT_BLOCK_SIZE,
+	};
+	uint8_t bytes[OBJECT_HEADER_LEN];
+	char rel[VAULT_OBJECT_PATH_LEN];
+	int fd;
+
+	header.object_id[0] = first;
+	object_header_encode(bytes, &header);
+	vault_object_path(rel, header.object_id);
+	snprintf(path, path_len, "%s/vaults/%s/objects/%.2s", dir, dataset, rel);
+	mkdir(path, 0700);
+	snprintf(path, path_len, "%s/vaults/%s/objects/%s", dir, dataset, rel);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, bytes, sizeof(bytes)), (ssize_t)sizeof(bytes));
+	close(fd);
+}
+
+static struct outcome retire_as(uid_t uid, const char *name, uint32_t version)
+{
+	struct protocol_message request = { .type = PROTOCOL_KEY_RETIRE, .version = version };
+
+	snprintf(request.name, sizeof(request.name), "%s", name);
+	return call_as(uid, &request);
+}
+
+START_TEST(test_rotate_retire)
+{
+	struct protocol_message reply;
+	char object[256];
+	uint64_t id;
+	struct outcome o;
+
+	start_agent();
+	create_dataset("cardio");
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
+	id = reply.lease_id;
+	protocol_message_release(&reply);
+
+	/* Rotation needs the privilege, which root does not have here. */
+	ck_assert_int_eq(call(PROTOCOL_KEY_ROTATE, "cardio", &reply), -EACCES);
+	protocol_message_release(&reply);
+	o = simple_as(KEYADMIN_UID, PROTOCOL_KEY_ROTATE, "cardio");
+	ck_assert_int_eq(o.err, 0);
+	ck_assert_uint_eq(o.version, 2);
+
+	/* The mount's next renewal brings the new version, the old one still there. */
+	ck_assert_int_eq(renew(id, &reply), 0);
+	ck_assert_uint_eq(reply.version, 2);
+	ck_assert_uint_eq(reply.key_count, 2);
+	ck_assert(has_version(&reply, 1) && has_version(&reply, 2));
+	protocol_message_release(&reply);
+
+	/* Version 1 seals the vault's metadata: retiring it is refused. */
+	o = retire_as(KEYADMIN_UID, "cardio", 1);
+	ck_assert_int_eq(o.err, -EBUSY);
+	ck_assert_ptr_nonnull(strstr(o.text, "metadata records"));
+	/* The newest version cannot be retired either. */
+	o = retire_as(KEYADMIN_UID, "cardio", 2);
+	ck_assert_int_eq(o.err, -EBUSY);
+	o = simple_as(KEYADMIN_UID, PROTOCOL_KEY_ROTATE, "cardio");
+	ck_assert_uint_eq(o.version, 3);
+
+	/* An object under version 2 keeps it; once gone, version 2 can be retired. */
+	write_object("cardio", 0x42, 2, object, sizeof(object));
+	o = retire_as(KEYADMIN_UID, "cardio", 2);
+	ck_assert_int_eq(o.err, -EBUSY);
+	ck_assert_ptr_nonnull(strstr(o.text, "used by 1 objects and 0 metadata records"));
+	ck_assert_int_eq(retire_as(0, "cardio", 2).err, -EACCES);
+	ck_assert_int_eq(unlink(object), 0);
+	o = retire_as(KEYADMIN_UID, "cardio", 2);
+	ck_assert_int_eq(o.err, 0);
+	o = retire_as(KEYADMIN_UID, "cardio", 2);
+	ck_assert_int_eq(o.err, -ENOENT);
+
+	ck_assert_int_eq(renew(id, &reply), 0);
+	ck_assert_uint_eq(reply.version, 3);
+	ck_assert_uint_eq(reply.key_count, 2);
+	ck_assert(has_version(&reply, 1) && has_version(&reply, 3) && !has_version(&reply, 2));
+	protocol_message_release(&reply);
+}
+END_TEST
+
+START_TEST(test_shred)
+{
+	struct protocol_message reply;
+	uint64_t id;
+	struct outcome o;
+
+	start_agent();
+	create_dataset("cardio");
+	create_dataset("scratch");
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "scratch", &reply), 0);
+	id = reply.lease_id;
+	protocol_message_release(&reply);
+	ck_assert_int_eq(call(PROTOCOL_KEY_SHRED, "scratch", &reply), -EACCES);
+	protocol_message_release(&reply);
+	o = simple_as(KEYADMIN_UID, PROTOCOL_KEY_SHRED, "scratch");
+	ck_assert_int_eq(o.err, 0);
+
+	/* The mount's renewal: keys gone for good. A new lease: the same. */
+	ck_assert_int_eq(renew(id, &reply), -ENOKEY);
+	ck_assert_ptr_nonnull(strstr(reply.text, "shredded"));
+	protocol_message_release(&reply);
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "scratch", &reply), -ENOKEY);
+	ck_assert_ptr_nonnull(strstr(reply.text, "shredded"));
+	protocol_message_release(&reply);
+	/* The name stays taken; the other dataset is untouched. */
+	ck_assert_int_eq(call(PROTOCOL_DATASET_CREATE, "scratch", &reply), -EEXIST);
+	ck_assert_ptr_nonnull(strstr(reply.text, "shredded"));
+	protocol_message_release(&reply);
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
+	protocol_message_release(&reply);
+}
+END_TEST
+
+static const char grant_nobody[] =
+	"\n[role newcomers]\n"
+	"users = 1000\n"
+	"grant = cardio ro\n";
+
+START_TEST(test_policy_reload)
+{
+	char roles[1024], text[160];
+	struct protocol_message reply;
+	struct outcome o;
+	uint64_t id;
+
+	start_agent();
+	create_dataset("cardio");
+	ck_assert_int_eq(simple_as(NOBODY_UID, PROTOCOL_LEASE, "cardio").err, -EACCES);
+
+	/* A new role takes effect at the reload. */
+	snprintf(roles, sizeof(roles), "%s%s", base_roles, grant_nobody);
+	write_keyfile_config(roles);
+	ck_assert_int_eq(simple_as(NOBODY_UID, PROTOCOL_POLICY_RELOAD, NULL).err, -EACCES);
+	ck_assert_int_eq(simple_as(NOBODY_UID, PROTOCOL_LEASE, "cardio").err, -EACCES);
+	ck_assert_int_eq(call(PROTOCOL_POLICY_RELOAD, NULL, &reply), 0);
+	protocol_message_release(&reply);
+	o = simple_as(NOBODY_UID, PROTOCOL_LEASE, "cardio");
+	ck_assert_int_eq(o.err, 0);
+	ck_assert_uint_eq(o.mode, POLICY_RO);
+	id = o.lease_id;
+
+	/* A bad file is refused with its line, and the old policy stays: [agent] takes
+	 * lines 1-8, base_roles 9-19, grant_nobody 20-23, the broken role 24-26. */
+	snprintf(roles, sizeof(roles), "%s%s[role broken]\nusers = 1000\ngrant = cardio rx\n",
+		 base_roles, grant_nobody);
+	write_keyfile_config(roles);
+	ck_assert_int_eq(call(PROTOCOL_POLICY_RELOAD, NULL, &reply), -EINVAL);
+	snprintf(text, sizeof(text), "%s:26:", config_path);
+	ck_assert_msg(strstr(reply.text, text) != NULL, "got '%s'", reply.text);
+	protocol_message_release(&reply);
+	ck_assert_int_eq(renew_as(NOBODY_UID, id).err, 0);
+	ck_assert_int_eq(simple_as(NOBODY_UID, PROTOCOL_LEASE, "cardio").err, 0);
+
+	/* Separation of duties: a key admin with a data grant on the same dataset. */
+	snprintf(roles, sizeof(roles), "%s%s[role greedy]\nusers = 1001\ngrant = cardio ro\n",
+		 base_roles, grant_nobody);
+	write_keyfile_config(roles);
+	ck_assert_int_ne(call(PROTOCOL_POLICY_RELOAD, NULL, &reply), 0);
+	ck_assert_ptr_nonnull(strstr(reply.text, config_path));
+	protocol_message_release(&reply);
+	ck_assert_int_eq(simple_as(KEYADMIN_UID, PROTOCOL_LEASE, "cardio").err, -EACCES);
+
+	/* Removing the role: the holder's next renewal is refused. */
+	write_keyfile_config(base_roles);
+	ck_assert_int_eq(call(PROTOCOL_POLICY_RELOAD, NULL, &reply), 0);
+	protocol_message_release(&reply);
+	o = renew_as(NOBODY_UID, id);
+	ck_assert_int_eq(o.err, -EACCES);
+	ck_assert_ptr_nonnull(strstr(o.text, "no role grants you dataset 'cardio'"));
+	ck_assert(kill(agent_pid, 0) == 0);
+}
+END_TEST
+
+/* Wait up to about two seconds for a lease as uid to give want. */
+static bool lease_becomes(uid_t uid, int want)
+{
+	for (int i = 0; i < 40; i++) {
+		if (simple_as(uid, PROTOCOL_LEASE, "cardio").err == want)
+			return true;
+		usleep(50000);
+	}
+	return false;
+}
+
+START_TEST(test_sighup_reload)
+{
+	char roles[1024];
+
+	start_agent();
+	create_dataset("cardio");
+	snprintf(roles, sizeof(roles), "%s%s", base_roles, grant_nobody);
+	write_keyfile_config(roles);
+	ck_assert_int_eq(kill(agent_pid, SIGHUP), 0);
+	ck_assert(lease_becomes(NOBODY_UID, 0));
+
+	/* A bad file: logged with its line, the old policy stays, the agent runs on. */
+	write_keyfile_config("[role broken\n");
+	ck_assert_int_eq(kill(agent_pid, SIGHUP), 0);
+	usleep(300000);
+	ck_assert(kill(agent_pid, 0) == 0);
+	ck_assert_int_eq(simple_as(NOBODY_UID, PROTOCOL_LEASE, "cardio").err, 0);
+	ck_assert(file_contains(log_path, "policy reload refused"));
+
+	write_keyfile_config(base_roles);
+	ck_assert_int_eq(kill(agent_pid, SIGHUP), 0);
+	ck_assert(lease_becomes(NOBODY_UID, -EACCES));
+}
+END_TEST
+
+static int raw_connect(void)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", socket_path);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	return fd;
+}
+
+/* The agent closes fd within a second (read gives end of stream or a reset). */
+static void expect_closed(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char byte;
+
+	ck_assert_int_eq(poll(&p, 1, 1000), 1);
+	ck_assert_int_le(read(fd, &byte, 1), 0);
+	close(fd);
+}
+
+/* A normal request still succeeds, promptly. */
+static void expect_prompt_status(void)
+{
+	struct timespec start, end;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	expect_status("unsealed");
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	ck_assert_int_lt((end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1000000,
+			 500);
+	ck_assert(kill(agent_pid, 0) == 0);
+}
+
+/* In a child as uid: KEYAGENT_CLIENTS_PER_UID_MAX idle connections are kept, one more
+ * is closed at once. Returns 0 when so. */
+static int per_uid_limit_as(uid_t uid)
+{
+	int status;
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct sockaddr_un addr = { .sun_family = AF_UNIX };
+		struct pollfd p = { .events = POLLIN };
+		int fds[KEYAGENT_CLIENTS_PER_UID_MAX + 1];
+		gid_t gid = SOCKET_GID;
+		char byte;
+
+		if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
+		    setresuid(uid, uid, uid) < 0)
+			_exit(1);
+		snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", socket_path);
+		for (int i = 0; i <= KEYAGENT_CLIENTS_PER_UID_MAX; i++) {
+			fds[i] = socket(AF_UNIX, SOCK_STREAM, 0);
+			if (fds[i] < 0 || connect(fds[i], (struct sockaddr *)&addr, sizeof(addr)) < 0)
+				_exit(2);
+			usleep(20000);
+		}
+		p.fd = fds[KEYAGENT_CLIENTS_PER_UID_MAX];
+		if (poll(&p, 1, 1000) != 1 || read(p.fd, &byte, 1) > 0)
+			_exit(3);
+		p.fd = fds[0];
+		if (poll(&p, 1, 200) != 0)
+			_exit(4);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+START_TEST(test_malformed_frames)
+{
+	uint8_t frame[64];
+	int fd, idle[KEYAGENT_CLIENTS_MAX];
+
+	start_agent();
+
+	/* Garbage: a plausible length, then a body that is no message. */
+	fd = raw_connect();
+	put_le32(frame, 16);
+	for (int i = 4; i < 20; i++)
+		frame[i] = (uint8_t)(0xa5 ^ i);
+	ck_assert_int_eq(write(fd, frame, 20), 20);
+	expect_closed(fd);
+	expect_prompt_status();
+
+	/* A valid head with an unknown field tag. */
+	fd = raw_connect();
+	put_le32(frame, 14);
+	put_le16(frame + 4, PROTOCOL_VERSION);
+	put_le16(frame + 6, PROTOCOL_STATUS);
+	put_le32(frame + 8, 1);
+	put_le16(frame + 12, 999);
+	put_le32(frame + 14, 0);
+	ck_assert_int_eq(write(fd, frame, 18), 18);
+	expect_closed(fd);
+	expect_prompt_status();
+
+	/* Oversize and zero lengths: closed before any body is read. */
+	fd = raw_connect();
+	put_le32(frame, 0xffffffffu);
+	ck_assert_int_eq(write(fd, frame, 4), 4);
+	expect_closed(fd);
+	fd = raw_connect();
+	put_le32(frame, PROTOCOL_FRAME_MAX + 1);
+	ck_assert_int_eq(write(fd, frame, 4), 4);
+	expect_closed(fd);
+	fd = raw_connect();
+	put_le32(frame, 0);
+	ck_assert_int_eq(write(fd, frame, 4), 4);
+	expect_closed(fd);
+	expect_prompt_status();
+
+	/* Half a frame, then silence: the others are served meanwhile. */
+	fd = raw_connect();
+	put_le32(frame, 100);
+	ck_assert_int_eq(write(fd, frame, 10), 10);
+	expect_prompt_status();
+	expect_prompt_status();
+	close(fd);
+
+	/* Idle connections up to the limit: one more is turned away, not queued forever;
+	 * once they go, requests are answered again. */
+	for (int i = 0; i < KEYAGENT_CLIENTS_MAX; i++)
+		idle[i] = raw_connect();
+	expect_closed(raw_connect());
+	for (int i = 0; i < KEYAGENT_CLIENTS_MAX; i++)
+		close(idle[i]);
+	usleep(100000);
+	expect_prompt_status();
+	ck_assert(file_contains(log_path, "malformed frame"));
+
+	/* One uid other than root cannot take every slot. */
+	ck_assert_int_eq(per_uid_limit_as(NOBODY_UID), 0);
+	expect_prompt_status();
+}
+END_TEST
+
+START_TEST(test_passphrase)
+{
+	struct protocol_message reply, request = { .type = PROTOCOL_UNLOCK };
+	struct timespec start, end;
+	char roles[1024];
+	struct outcome o;
+
+	snprintf(roles, sizeof(roles), "%s", base_roles);
+	write_config("passphrase", roles);
+	start_agent();
+	expect_status("sealed");
+	ck_assert_int_eq(call(PROTOCOL_DATASET_CREATE, "cardio", &reply), -ENOKEY);
+	ck_assert_str_eq(reply.text, "the agent is sealed: run 'vaultctl unlock'");
+	protocol_message_release(&reply);
+
+	/* Only root sets the passphrase of a new keystore up. */
+	request.secret = secret_alloc(sizeof(PASSPHRASE) - 1);
+	ck_assert_ptr_nonnull(request.secret);
+	memcpy(request.secret, PASSPHRASE, sizeof(PASSPHRASE) - 1);
+	request.secret_len = sizeof(PASSPHRASE) - 1;
+	o = call_as(NOBODY_UID, &request);
+	ck_assert_int_eq(o.err, -EPERM);
+	expect_status("sealed");
+	ck_assert_int_eq(call_message(&request, &reply), 0);
+	protocol_message_release(&reply);
+	expect_status("unsealed");
+	create_dataset("cardio");
+	expect_no_secret_in_proc(PASSPHRASE);
+
+	/* Restarted: sealed again; a wrong passphrase, then a pause before the next try. */
+	stop_agent();
+	start_agent();
+	expect_status("sealed");
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), -ENOKEY);
+	protocol_message_release(&reply);
+	memcpy(request.secret, WRONG_PASSPHRASE, sizeof(WRONG_PASSPHRASE) - 1);
+	request.secret_len = sizeof(WRONG_PASSPHRASE) - 1;
+	ck_assert_int_eq(call_message(&request, &reply), -EKEYREJECTED);
+	protocol_message_release(&reply);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	memcpy(request.secret, PASSPHRASE, sizeof(PASSPHRASE) - 1);
+	request.secret_len = sizeof(PASSPHRASE) - 1;
+	ck_assert_int_eq(call_message(&request, &reply), -EAGAIN);
+	ck_assert_ptr_nonnull(strstr(reply.text, "try again in a moment"));
+	protocol_message_release(&reply);
+	expect_status("sealed");
+	sleep(2);
+	ck_assert_int_eq(call_message(&request, &reply), 0);
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	ck_assert_int_ge(end.tv_sec - start.tv_sec, 2);
+	protocol_message_release(&reply);
+	expect_status("unsealed");
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
+	protocol_message_release(&reply);
+
+	/* KEK rotation (key admin only): afterwards only the new passphrase unlocks. */
+	secret_free(request.secret);
+	request.type = PROTOCOL_KEK_ROTATE;
+	request.secret = secret_alloc(sizeof(NEW_PASSPHRASE) - 1);
+	ck_assert_ptr_nonnull(request.secret);
+	memcpy(request.secret, NEW_PASSPHRASE, sizeof(NEW_PASSPHRASE) - 1);
+	request.secret_len = sizeof(NEW_PASSPHRASE) - 1;
+	ck_assert_int_eq(call_message(&request, &reply), -EACCES);
+	protocol_message_release(&reply);
+	ck_assert_int_eq(call_as(KEYADMIN_UID, &request).err, 0);
+	stop_agent();
+	start_agent();
+	request.type = PROTOCOL_UNLOCK;
+	ck_assert_int_eq(call_message(&request, &reply), 0);
+	protocol_message_release(&reply);
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
+	protocol_message_release(&reply);
+	expect_no_secret_in_proc(PASSPHRASE);
+	expect_no_secret_in_proc(NEW_PASSPHRASE);
+	ck_assert(!file_contains(log_path, PASSPHRASE));
+	ck_assert(!file_contains(log_path, NEW_PASSPHRASE));
+	secret_free(request.secret);
+}
+END_TEST
+
+START_TEST(test_keyfile_kek_rotate_refused)
+{
+	struct protocol_message request = { .type = PROTOCOL_KEK_ROTATE };
+
+	start_agent();
+	request.secret = secret_alloc(8);
+	ck_assert_ptr_nonnull(request.secret);
+	memcpy(request.secret, "whatever", 8);
+	request.secret_len = 8;
+	ck_assert_int_eq(call_as(KEYADMIN_UID, &request).err, -EOPNOTSUPP);
+	request.type = PROTOCOL_UNLOCK;
+	ck_assert_int_eq(call_as(0, &request).err, -EINVAL);
+	secret_free(request.secret);
+}
+END_TEST
+
+/* Run the agent to its exit; its stderr into the log. Returns the exit status. */
+static int run_agent_to_exit(bool foreground)
+{
+	const char *exe = getenv("VAULT_KEYAGENT");
+	int status;
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int log = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (log >= 0)
+			dup2(log, STDERR_FILENO);
+		if (foreground)
+			execl(exe, exe, "-f", "-c", config_path, (char *)NULL);
+		else
+			execl(exe, exe, "-c", config_path, (char *)NULL);
+		_exit(127);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+START_TEST(test_startup_refusals)
+{
+	char path[128], kek[160];
+	FILE *f;
+
+	/* A configuration error: FILE:LINE: problem, exit 1. */
+	write_keyfile_config("[role broken]\nusers = 0\ngrant = cardio maybe\n");
+	ck_assert_int_eq(run_agent_to_exit(true), 1);
+	snprintf(kek, sizeof(kek), "%s:11:", config_path);
+	ck_assert(file_contains(log_path, kek));
+
+	/* The keystore remembers its KEK: another key file is refused with a clear word. */
+	write_keyfile_config(base_roles);
+	start_agent();
+	stop_agent();
+	path_in(path, sizeof(path), "kek2");
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "%064d\n", 7);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(chmod(path, 0600), 0);
+	snprintf(kek, sizeof(kek), "keyfile:%s", path);
+	write_config(kek, base_roles);
+	ck_assert_int_eq(run_agent_to_exit(true), 1);
+	ck_assert(file_contains(log_path, "is not the KEK of keystore"));
+
+	/* A key file others can read is refused. */
+	ck_assert_int_eq(chmod(path, 0644), 0);
+	ck_assert_int_eq(run_agent_to_exit(true), 1);
+	ck_assert(file_contains(log_path, "chmod 0600"));
+}
+END_TEST
+
+START_TEST(test_daemon_mode)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct stat st;
+	int fd;
+
+	/* Without -f: the parent returns once the socket is up, with the modes it should
+	 * have; the daemon is found through the socket and stopped with SIGTERM. */
+	ck_assert_int_eq(run_agent_to_exit(false), 0);
+	ck_assert_int_eq(stat(socket_path, &st), 0);
+	ck_assert(S_ISSOCK(st.st_mode));
+	ck_assert_uint_eq(st.st_mode & 0777, 0660);
+	ck_assert_uint_eq(st.st_uid, 0);
+	ck_assert_uint_eq(st.st_gid, SOCKET_GID);
+	path_in(addr.sun_path, sizeof(addr.sun_path), "run");
+	ck_assert_int_eq(stat(addr.sun_path, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0750);
+	ck_assert_uint_eq(st.st_gid, SOCKET_GID);
+	fd = raw_connect();
+	ck_assert_int_eq(getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len), 0);
+	close(fd);
+	expect_status("unsealed");
+	ck_assert_int_eq(kill(cred.pid, SIGTERM), 0);
+	for (int i = 0; i < 200 && kill(cred.pid, 0) == 0; i++)
+		usleep(10000);
+	ck_assert_int_ne(kill(cred.pid, 0), 0);
+	ck_assert_int_eq(access(socket_path, F_OK), -1);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *suite = suite_create("agent");
+	TCase *tc = tcase_create("agent");
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "agent_daemon: needs root (setresuid, socket ownership)\n");
+		return 77;
+	}
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_create_list_lease);
+	tcase_add_test(tc, test_renew_revoke_release);
+	tcase_add_test(tc, test_rotate_retire);
+	tcase_add_test(tc, test_shred);
+	tcase_add_test(tc, test_policy_reload);
+	tcase_add_test(tc, test_sighup_reload);
+	tcase_add_test(tc, test_malformed_frames);
+	tcase_add_test(tc, test_passphrase);
+	tcase_add_test(tc, test_keyfile_kek_rotate_refused);
+	tcase_add_test(tc, test_startup_refusals);
+	tcase_add_test(tc, test_daemon_mode);
+	suite_add_tcase(suite, tc);
+	return harness_run(suite);
+}
