@@ -6,6 +6,7 @@
 #include "lib/crypto.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -173,6 +174,33 @@ static void aead_key_init(struct crypto_aead_key *aead, enum crypto_cipher ciphe
 		memcpy(aead->raw, key, CRYPTO_KEY_LEN);
 }
 
+/*
+ * Freed AEAD keys are wiped and kept for reuse: a daemon opens and closes files all day,
+ * and each sodium_malloc/sodium_free pair costs mmap, mprotect, mlock, madvise and their
+ * reverses. The pool is bounded; what does not fit is released as usual.
+ */
+#define AEAD_POOL_MAX 256
+
+static pthread_mutex_t aead_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct crypto_aead_key *aead_pool[AEAD_POOL_MAX];
+static size_t aead_pool_count;
+
+static struct crypto_aead_key *aead_key_alloc(void)
+{
+	struct crypto_aead_key *aead = NULL;
+
+	pthread_mutex_lock(&aead_pool_lock);
+	if (aead_pool_count > 0)
+		aead = aead_pool[--aead_pool_count];
+	pthread_mutex_unlock(&aead_pool_lock);
+	if (aead == NULL) {
+		aead = sodium_malloc(sizeof(*aead));
+		if (aead != NULL && ((uintptr_t)aead & 15) != 0)
+			abort();   /* sodium_malloc broke the alignment the AES state needs */
+	}
+	return aead;
+}
+
 int crypto_aead_key_new(struct crypto_aead_key **out, enum crypto_cipher cipher,
 			const uint8_t key[CRYPTO_KEY_LEN])
 {
@@ -183,11 +211,9 @@ int crypto_aead_key_new(struct crypto_aead_key **out, enum crypto_cipher cipher,
 	if (!crypto_cipher_available(cipher))
 		return -ENOTSUP;
 
-	aead = sodium_malloc(sizeof(*aead));
+	aead = aead_key_alloc();
 	if (aead == NULL)
 		return -ENOMEM;
-	if (((uintptr_t)aead & 15) != 0)
-		abort();   /* sodium_malloc broke the alignment the AES state depends on */
 	aead_key_init(aead, cipher, key);
 	*out = aead;
 	return 0;
@@ -195,6 +221,15 @@ int crypto_aead_key_new(struct crypto_aead_key **out, enum crypto_cipher cipher,
 
 void crypto_aead_key_free(struct crypto_aead_key *key)
 {
+	if (key == NULL)
+		return;
+	sodium_memzero(key, sizeof(*key));
+	pthread_mutex_lock(&aead_pool_lock);
+	if (aead_pool_count < AEAD_POOL_MAX) {
+		aead_pool[aead_pool_count++] = key;
+		key = NULL;
+	}
+	pthread_mutex_unlock(&aead_pool_lock);
 	sodium_free(key);
 }
 
