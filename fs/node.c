@@ -181,6 +181,11 @@ int node_get(struct vfs *vfs, uint64_t ino, struct vnode **out)
 	if (!node)
 		return -ENOMEM;
 	node->ino = ino;
+	/* The kernel never looks the root up: its path is known from the start. */
+	if (ino == META_ROOT_INO && !(node->path = strdup(""))) {
+		err = -ENOMEM;
+		goto out_free;
+	}
 	err = meta_txn_begin(vfs->vault->meta, false, &txn);
 	if (err)
 		goto out_free;
@@ -686,6 +691,8 @@ char *node_path(struct vfs *vfs, uint64_t ino, const char *name)
 	struct vnode *node = table_find(vfs, ino);
 	if (node && node->path)
 		path = name ? join_path(node, name) : strdup(node->path);
+	else if (ino == META_ROOT_INO)
+		path = strdup(name ? name : "");
 	pthread_mutex_unlock(&vfs->table_lock);
 	pthread_rwlock_unlock(&vfs->paths_lock);
 	return path;
