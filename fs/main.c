@@ -136,6 +136,20 @@ static int __attribute__((format(printf, 2, 3))) fail(const char *hint, const ch
 	return 1;
 }
 
+/* Make a relative path absolute (without resolving links: the path may not exist). */
+static int absolute(char **path)
+{
+	char *joined, cwd[PATH_MAX];
+
+	if (!*path || (*path)[0] == '/')
+		return 0;
+	if (!getcwd(cwd, sizeof(cwd)) || asprintf(&joined, "%s/%s", cwd, *path) < 0)
+		return -ENOMEM;
+	free(*path);
+	*path = joined;
+	return 0;
+}
+
 /* The mountpoint must be an existing directory that is not already a mount. */
 static int check_mountpoint(const char *path)
 {
@@ -326,7 +340,9 @@ static int serve(struct vfs *vfs, struct fuse_args *args, const struct options *
 	fuse_loop_cfg_set_max_threads(loop, (unsigned int)threads);
 	fuse_loop_cfg_set_idle_threads(loop, (unsigned int)(threads < 4 ? threads : 4));
 	log_info("vault mounted");
-	status = fuse_session_loop_mt(session, loop) == 0 ? 0 : 1;
+	/* The loop returns the number of the signal that ended it (SIGTERM, SIGINT, SIGHUP:
+	 * a clean exit), 0 after an unmount, or -errno. */
+	status = fuse_session_loop_mt(session, loop) < 0 ? 1 : 0;
 	fuse_loop_cfg_destroy(loop);
 	lease_stop(lease);
 out_flusher:
@@ -364,6 +380,11 @@ int main(int argc, char *argv[])
 		else
 			printf("vaultfs %s (libfuse %s)\n", VAULTFS_VERSION, fuse_pkgversion());
 		status = 0;
+		goto out_free;
+	}
+	/* Absolute paths: daemonizing moves to '/', and the unmount at exit needs the path. */
+	if (absolute(&opts.mountpoint) || absolute(&opts.vault_dir)) {
+		fail(NULL, "out of memory");
 		goto out_free;
 	}
 	if (opts.dataset && opts.vault_dir && !opts.mountpoint) {
