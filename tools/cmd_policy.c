@@ -14,7 +14,7 @@
 #include "lib/protocol.h"
 #include "tools/vaultctl.h"
 
-static const char synopsis[] = "policy check FILE | policy reload";
+static const char synopsis[] = "policy check FILE\n       vaultctl policy reload";
 
 static const char help[] =
 	"Check a key agent configuration (keyagent.conf, see vaultfs-policy(5)) the way the\n"

@@ -6,12 +6,12 @@
 #ifndef VAULTFS_TOOLS_VAULTCTL_H
 #define VAULTFS_TOOLS_VAULTCTL_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #define VAULTCTL_EXIT_OK 0
 #define VAULTCTL_EXIT_ERROR 1
 #define VAULTCTL_EXIT_USAGE 2
-
-#include <stddef.h>
-#include <stdint.h>
 
 struct protocol_message;
 
