@@ -3,11 +3,12 @@
  *
  * Crash ordering. Whatever the daemon is killed in the middle of, the record in the store
  * must stay consistent with the object file: (1) nonce budget is reserved in the record
- * before it is used; (2) a write past the end stores the new size first, with every new
- * block listed as a hole, so a block that never reached the object reads as zeros rather
- * than failing; (3) the object may only grow up to the recorded object_max_len, which is
- * raised before and lowered after the object changes length. A shrink rewrites the new
- * last block with a zeroed tail first, so bytes past the end are always zero.
+ * before it is used; (2) a stored size never covers a block that was not yet written
+ * unless the block is listed as a hole, so a block that never reached the object reads as
+ * zeros rather than failing; (3) the object may only grow up to the recorded
+ * object_max_len, which is raised (with room to spare) before the object grows past it,
+ * and brought back to the exact length at close and fsync. A shrink rewrites the new last
+ * block with a zeroed tail first, so bytes past the end are always zero.
  */
 #include "fs/vaultfs.h"
 
@@ -23,6 +24,8 @@
 
 /* Blocks sealed or opened per pread/pwrite: large enough for 1 MiB FUSE requests. */
 #define CHUNK_BLOCKS 64
+/* Blocks an object may grow by before its record must be stored again (about 1 MiB). */
+#define OBJECT_RESERVE_BLOCKS 256
 /* No file may be larger: block indexes and offsets stay far from overflow. */
 #define FILE_SIZE_MAX (UINT64_C(1) << 52)
 
@@ -86,7 +89,8 @@ int file_create_object(struct vfs *vfs, struct meta_inode *rec, int *fd_out)
 	if (err)
 		return err;
 	rec->budget_reserved = 0;
-	rec->object_max_len = OBJECT_HEADER_LEN;
+	/* Room for the first writes, so they need no commit of their own. */
+	rec->object_max_len = OBJECT_HEADER_LEN + OBJECT_RESERVE_BLOCKS * vfs->stride;
 	rec->size = 0;
 	return 0;
 }
@@ -412,19 +416,48 @@ static int current_block(struct vfs *vfs, struct vnode *node, uint64_t index, ui
 }
 
 /* Make room for blocks up to new_size before writing them (crash ordering rule 2). */
+/*
+ * Grow the file to new_size in the record; the new blocks are holes until the caller has
+ * written them. Stored only when the object must be allowed to grow past the recorded
+ * object_max_len (rule 3): then with room to spare, so a file written front to back
+ * commits a few times, not once per request. Otherwise the change waits for the next
+ * save, which cannot happen before the blocks are written: saves take the vnode lock.
+ */
 static int extend_record(struct vfs *vfs, struct vnode *node, uint64_t new_size)
 {
 	uint64_t old_blocks = object_block_count(node->rec.size);
 	uint64_t new_blocks = object_block_count(new_size);
-	uint64_t max_len = (uint64_t)object_block_offset(vfs->cipher, new_blocks);
+	uint64_t needed = (uint64_t)object_block_offset(vfs->cipher, new_blocks);
 	int err = extent_add(&node->rec, old_blocks, new_blocks);
 
 	if (err)
 		return err;
 	node->rec.size = new_size;
-	if (max_len > node->rec.object_max_len)
-		node->rec.object_max_len = max_len;
+	node->dirty = true;
+	if (needed <= node->rec.object_max_len)
+		return 0;
+	uint64_t room = (needed - OBJECT_HEADER_LEN) / 4;
+	if (room < OBJECT_RESERVE_BLOCKS * vfs->stride)
+		room = OBJECT_RESERVE_BLOCKS * vfs->stride;
+	node->rec.object_max_len = needed + room;
 	return node_save(vfs, node);
+}
+
+/*
+ * At a close or fsync, shrink object_max_len back to the object's real length, so that
+ * a closed file's object cannot be extended unnoticed by even one byte. Marks the record
+ * dirty when that changes it.
+ */
+static void settle_object_length(struct vnode *node)
+{
+	struct stat st;
+
+	if (node->object_fd < 0 || fstat(node->object_fd, &st) != 0)
+		return;
+	if ((uint64_t)st.st_size < node->rec.object_max_len) {
+		node->rec.object_max_len = (uint64_t)st.st_size;
+		node->dirty = true;
+	}
 }
 
 /* Keep the hole list within META_HOLES_MAX by writing zeros into the shortest holes. */
@@ -625,6 +658,7 @@ int do_flush(struct vfs *vfs, struct vnode *node)
 	int err = 0;
 
 	pthread_rwlock_wrlock(&node->lock);
+	settle_object_length(node);
 	if (node->dirty && !vfs->read_only)
 		err = node_save(vfs, node);
 	pthread_rwlock_unlock(&node->lock);
@@ -640,6 +674,7 @@ int do_release(struct vfs *vfs, struct vnode *node)
 	uint32_t left = --node->opens;
 	pthread_mutex_unlock(&vfs->table_lock);
 	if (left == 0) {
+		settle_object_length(node);
 		if (node->dirty && !vfs->read_only)
 			err = node_save(vfs, node);
 		detach(node);
@@ -656,6 +691,8 @@ int do_fsync(struct vfs *vfs, struct vnode *node, bool datasync)
 	/* Data first, then the record that makes it reachable, then the store. */
 	if (node->object_fd >= 0 && (datasync ? fdatasync(node->object_fd) : fsync(node->object_fd)))
 		err = -errno;
+	if (!err)
+		settle_object_length(node);
 	if (!err && node->dirty && !vfs->read_only)
 		err = node_save(vfs, node);
 	pthread_rwlock_unlock(&node->lock);

@@ -72,15 +72,35 @@ static bool has_group_grants(const struct policy_grants *grants)
 	return false;
 }
 
-/* Replace the grants the gate decides with (the reply's are moved out of it). */
-static void take_grants(struct vfs_access *access, struct protocol_message *reply)
+static bool same_grants(const struct policy_grants *a, const struct policy_grants *b)
+{
+	if (a->count != b->count)
+		return false;
+	for (size_t i = 0; i < a->count; i++) {
+		const struct policy_grant *x = &a->grants[i], *y = &b->grants[i];
+		if (x->is_group != y->is_group || x->id != y->id || x->mode != y->mode ||
+		    x->rule_count != y->rule_count)
+			return false;
+		for (size_t r = 0; r < x->rule_count; r++)
+			if (x->rules[r].mode != y->rules[r].mode ||
+			    strcmp(x->rules[r].glob, y->rules[r].glob) != 0)
+				return false;
+	}
+	return true;
+}
+
+/* Replace the grants the gate decides with (the reply's are moved out of it). Returns
+ * whether they changed. */
+static bool take_grants(struct vfs_access *access, struct protocol_message *reply)
 {
 	pthread_rwlock_wrlock(&access->lock);
+	bool changed = !same_grants(&access->grants, &reply->grants);
 	policy_grants_release(&access->grants);
 	access->grants = reply->grants;
 	access->group_grants = has_group_grants(&access->grants);
 	memset(&reply->grants, 0, sizeof(reply->grants));
 	pthread_rwlock_unlock(&access->lock);
+	return changed;
 }
 
 int lease_acquire(struct lease **out, const char *socket_path, const char *dataset,
@@ -168,8 +188,10 @@ static void invalidate_kernel_caches(struct vfs *vfs)
 		for (struct vnode *node = vfs->table[i]; node; node = node->next)
 			inos[count++] = node->ino;
 	pthread_mutex_unlock(&vfs->table_lock);
+	(void)fuse_lowlevel_notify_inval_inode(vfs->session, META_ROOT_INO, 0, 0);
 	for (size_t i = 0; i < count; i++)
-		(void)fuse_lowlevel_notify_inval_inode(vfs->session, inos[i], 0, 0);
+		if (inos[i] != META_ROOT_INO)
+			(void)fuse_lowlevel_notify_inval_inode(vfs->session, inos[i], 0, 0);
 	free(inos);
 }
 
@@ -207,7 +229,10 @@ static int renew_once(struct lease *lease)
 	agent_close(agent);
 	if (!err) {
 		err = take_keys(lease->keys, &reply);
-		take_grants(lease->vfs->access, &reply);
+		/* Someone may have lost access: pages and attributes the kernel cached for
+		 * them must not keep answering without asking the gate. */
+		if (take_grants(lease->vfs->access, &reply) && lease->vfs->session)
+			invalidate_kernel_caches(lease->vfs);
 		if (reply.ttl)
 			lease->ttl = reply.ttl;
 		monotonic_after(&lease->expires, lease->ttl);

@@ -415,6 +415,11 @@ int main(int argc, char *argv[])
 		goto out_vault;
 	}
 	vfs.access = access;
+	/* Under a policy, the kernel must not answer lookups or stat from its caches: those
+	 * are shared by every user of an allow_other mount, and each user's access is
+	 * decided per request. */
+	if (access)
+		vfs.entry_timeout = 0;
 	if (opts.budget_limit &&
 	    parse_count(opts.budget_limit, "budget_limit", 1, OBJECT_MAX_ENCRYPTIONS,
 			&vfs.budget_limit))
