@@ -123,9 +123,68 @@ size_t crypto_nonce_len(enum crypto_cipher cipher)
 	return 0;
 }
 
+/*
+ * Small random values (nonces, salts, ids: several per metadata write) come from a
+ * per-thread pool refilled 4 KiB at a time from the kernel, not from one getrandom(2)
+ * call each. The pool is secret memory and every byte is wiped as it is handed out; a
+ * forked child drops the pool it inherited so parent and child never share values.
+ */
+#define RANDOM_POOL_LEN 4096
+#define RANDOM_POOLED_MAX 64
+
+struct random_pool {
+	uint8_t *bytes;    /* secret memory */
+	size_t left;       /* unused bytes at the end of bytes */
+};
+
+static __thread struct random_pool random_pool;
+static pthread_key_t random_pool_key;
+static pthread_once_t random_pool_once = PTHREAD_ONCE_INIT;
+
+static void random_pool_release(void *bytes)
+{
+	sodium_free(bytes);
+}
+
+static void random_pool_after_fork(void)
+{
+	if (random_pool.bytes)
+		sodium_memzero(random_pool.bytes, RANDOM_POOL_LEN);
+	random_pool.left = 0;
+}
+
+static void random_pool_setup(void)
+{
+	(void)pthread_key_create(&random_pool_key, random_pool_release);
+	(void)pthread_atfork(NULL, NULL, random_pool_after_fork);
+}
+
 void crypto_random(void *buf, size_t len)
 {
-	randombytes_buf(buf, len);
+	struct random_pool *pool = &random_pool;
+
+	if (len > RANDOM_POOLED_MAX) {
+		randombytes_buf(buf, len);
+		return;
+	}
+	if (pool->bytes == NULL) {
+		pthread_once(&random_pool_once, random_pool_setup);
+		pool->bytes = sodium_malloc(RANDOM_POOL_LEN);
+		if (pool->bytes == NULL) {
+			randombytes_buf(buf, len);
+			return;
+		}
+		(void)pthread_setspecific(random_pool_key, pool->bytes);
+		pool->left = 0;
+	}
+	if (pool->left < len) {
+		randombytes_buf(pool->bytes, RANDOM_POOL_LEN);
+		pool->left = RANDOM_POOL_LEN;
+	}
+	uint8_t *take = pool->bytes + RANDOM_POOL_LEN - pool->left;
+	memcpy(buf, take, len);
+	sodium_memzero(take, len);
+	pool->left -= len;
 }
 
 int crypto_prf(uint8_t *out, size_t out_len, enum crypto_context context,

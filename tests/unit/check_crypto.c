@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "lib/crypto.h"
 #include "lib/secret.h"
@@ -581,6 +583,35 @@ START_TEST(test_password_key_inputs)
 }
 END_TEST
 
+/* The pooled small random values never repeat, and a forked child does not hand out
+ * the values its parent is about to use (nonces would repeat). */
+START_TEST(test_random_pool_no_repeats_across_fork)
+{
+	uint8_t seen[512][16], parent_next[16], child_next[16];
+	int pipe_fds[2];
+
+	for (int i = 0; i < 512; i++) {   /* crosses several pool refills */
+		crypto_random(seen[i], sizeof(seen[i]));
+		for (int j = 0; j < i; j++)
+			ck_assert(memcmp(seen[i], seen[j], sizeof(seen[i])) != 0);
+	}
+	ck_assert_int_eq(pipe(pipe_fds), 0);
+	pid_t child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		crypto_random(child_next, sizeof(child_next));
+		_exit(write(pipe_fds[1], child_next, sizeof(child_next)) == sizeof(child_next) ? 0 : 1);
+	}
+	crypto_random(parent_next, sizeof(parent_next));
+	int status;
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert_int_eq(read(pipe_fds[0], child_next, sizeof(child_next)), sizeof(child_next));
+	ck_assert(memcmp(parent_next, child_next, sizeof(parent_next)) != 0);
+	close(pipe_fds[0]);
+	close(pipe_fds[1]);
+}
+END_TEST
+
 static Suite *crypto_suite(void)
 {
 	Suite *suite = suite_create("crypto");
@@ -619,6 +650,7 @@ static Suite *crypto_suite(void)
 	tcase_add_loop_test(tc, test_password_key_known_answer, 0,
 			    sizeof(pwhash_vectors) / sizeof(pwhash_vectors[0]));
 	tcase_add_test(tc, test_password_key_inputs);
+	tcase_add_test(tc, test_random_pool_no_repeats_across_fork);
 	suite_add_tcase(suite, tc);
 	return suite;
 }
