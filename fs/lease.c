@@ -46,6 +46,13 @@ static void monotonic_after(struct timespec *at, unsigned seconds)
 	at->tv_sec += seconds;
 }
 
+static long until_ms(const struct timespec *at)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (at->tv_sec - now.tv_sec) * 1000L + (at->tv_nsec - now.tv_nsec) / 1000000L;
+}
+
 static bool passed(const struct timespec *at)
 {
 	struct timespec now;
@@ -261,6 +268,10 @@ static void *renewer(void *arg)
 		unsigned interval_ms = lease->ttl * 1000 / 3;
 		if (interval_ms > RENEW_INTERVAL_MAX_MS)
 			interval_ms = RENEW_INTERVAL_MAX_MS;
+		/* Wake no later than the expiry: an unreachable agent must not stretch it. */
+		long left_ms = until_ms(&lease->expires);
+		if (left_ms < (long)interval_ms)
+			interval_ms = left_ms > 50 ? (unsigned)left_ms : 50;
 		clock_gettime(CLOCK_REALTIME, &deadline);
 		deadline.tv_nsec += (long)interval_ms * 1000000L;
 		deadline.tv_sec += deadline.tv_nsec / 1000000000L;
