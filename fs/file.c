@@ -379,6 +379,23 @@ static int take_budget(struct vfs *vfs, struct vnode *node, uint64_t count)
 	return 0;
 }
 
+/*
+ * Before the object grows to end bytes: if that passes the recorded object_max_len, raise
+ * it with room to spare and store the record now (rule 3). Called before blocks are
+ * written, while they are still holes in the record, so the stored record never claims
+ * a block the object does not hold.
+ */
+static int reserve_object_length(struct vfs *vfs, struct vnode *node, uint64_t end)
+{
+	if (end <= node->rec.object_max_len)
+		return 0;
+	uint64_t room = (end - OBJECT_HEADER_LEN) / 4;
+	if (room < OBJECT_RESERVE_BLOCKS * vfs->stride)
+		room = OBJECT_RESERVE_BLOCKS * vfs->stride;
+	node->rec.object_max_len = end + room;
+	return node_save(vfs, node);
+}
+
 /* Seal and write blocks [first, first + count) whose plaintext is in plain. */
 static int write_blocks(struct vfs *vfs, struct vnode *node, uint64_t first, uint64_t count,
 			const uint8_t *plain)
@@ -389,7 +406,10 @@ static int write_blocks(struct vfs *vfs, struct vnode *node, uint64_t first, uin
 
 	if (!cipher)
 		return -ENOMEM;
-	err = take_budget(vfs, node, count);
+	err = reserve_object_length(vfs, node,
+				    (uint64_t)object_block_offset(vfs->cipher, first + count));
+	if (!err)
+		err = take_budget(vfs, node, count);
 	if (err)
 		return err;
 	for (uint64_t i = 0; i < count; i++) {
@@ -418,30 +438,23 @@ static int current_block(struct vfs *vfs, struct vnode *node, uint64_t index, ui
 /* Make room for blocks up to new_size before writing them (crash ordering rule 2). */
 /*
  * Grow the file to new_size in the record; the new blocks are holes until the caller has
- * written them. Stored only when the object must be allowed to grow past the recorded
- * object_max_len (rule 3): then with room to spare, so a file written front to back
- * commits a few times, not once per request. Otherwise the change waits for the next
- * save, which cannot happen before the blocks are written: saves take the vnode lock.
+ * written them. Not stored here: the next save cannot happen before the blocks are
+ * written, since saves take the vnode lock the caller holds.
  */
 static int extend_record(struct vfs *vfs, struct vnode *node, uint64_t new_size)
 {
 	uint64_t old_blocks = object_block_count(node->rec.size);
 	uint64_t new_blocks = object_block_count(new_size);
-	uint64_t needed = (uint64_t)object_block_offset(vfs->cipher, new_blocks);
 	int err = extent_add(&node->rec, old_blocks, new_blocks);
 
+	(void)vfs;
 	if (err)
 		return err;
 	node->rec.size = new_size;
 	node->dirty = true;
-	if (needed <= node->rec.object_max_len)
-		return 0;
-	uint64_t room = (needed - OBJECT_HEADER_LEN) / 4;
-	if (room < OBJECT_RESERVE_BLOCKS * vfs->stride)
-		room = OBJECT_RESERVE_BLOCKS * vfs->stride;
-	node->rec.object_max_len = needed + room;
-	return node_save(vfs, node);
+	return 0;
 }
+
 
 /*
  * At a close or fsync, shrink object_max_len back to the object's real length, so that

@@ -256,6 +256,40 @@ START_TEST(test_kill_with_open_files)
 }
 END_TEST
 
+/*
+ * Holes filled after an fsync (which brings the recorded object length back to the real
+ * one): the object grows inside the file's size, and a kill right after must still leave
+ * a file that reads, never an object "longer than its record".
+ */
+START_TEST(test_kill_after_filling_holes)
+{
+	SKIP_IF_PLAIN();
+	uint8_t block[4096];
+	int fd = open(mnt_path("sparse"), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, 1 << 20), 0);
+	ck_assert_int_eq(fsync(fd), 0);
+	pattern_fill(block, sizeof(block), 7, 0);
+	ck_assert_int_eq(pwrite_full(fd, block, sizeof(block), 100 * 4096), (ssize_t)sizeof(block));
+	ck_assert_int_eq(fsync(fd), 0);
+	pattern_fill(block, sizeof(block), 8, 0);
+	ck_assert_int_eq(pwrite_full(fd, block, sizeof(block), 200 * 4096), (ssize_t)sizeof(block));
+	fixture_kill_daemon(&fx);
+	close(fd);
+	fixture_clear_dead_mount(&fx);
+	fixture_mount(&fx);
+	static uint8_t whole[1 << 20];
+	fd = open(mnt_path("sparse"), O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(read(fd, whole, sizeof(whole)), (ssize_t)sizeof(whole));
+	close(fd);
+	ck_assert_int_eq(pattern_check(whole + 100 * 4096, 4096, 7, 0), -1);   /* fsynced */
+	uint8_t zeros[4096] = { 0 };
+	ck_assert(pattern_check(whole + 200 * 4096, 4096, 8, 0) == -1 ||
+		  memcmp(whole + 200 * 4096, zeros, sizeof(zeros)) == 0);      /* either */
+}
+END_TEST
+
 static Suite *crash_suite(void)
 {
 	Suite *suite = suite_create("mount_crash");
@@ -264,6 +298,7 @@ static Suite *crash_suite(void)
 	tcase_set_timeout(tcase, 180);
 	tcase_add_test(tcase, test_kill_during_writes);
 	tcase_add_test(tcase, test_kill_with_open_files);
+	tcase_add_test(tcase, test_kill_after_filling_holes);
 	suite_add_tcase(suite, tcase);
 	return suite;
 }
