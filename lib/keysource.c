@@ -71,29 +71,6 @@ static int single_key_new(struct keysource **out, uint8_t *key)
 	return 0;
 }
 
-/* Read the whole (small) file into buf; fails with -EBADMSG if it is longer than buf. */
-static int read_all(int fd, uint8_t *buf, size_t buf_len, size_t *out_len)
-{
-	size_t done = 0;
-
-	for (;;) {
-		ssize_t n = read(fd, buf + done, buf_len - done);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			break;
-		done += (size_t)n;
-		if (done == buf_len)
-			return -EBADMSG;
-	}
-	*out_len = done;
-	return 0;
-}
-
 static int keyfile_parse(uint8_t key[CRYPTO_KEY_LEN], const uint8_t *buf, size_t len)
 {
 	const char *hex = (const char *)buf + KEYFILE_MAGIC_LEN + 1;
@@ -110,54 +87,26 @@ static int keyfile_parse(uint8_t key[CRYPTO_KEY_LEN], const uint8_t *buf, size_t
 
 int keysource_keyfile_open(struct keysource **out, const char *path)
 {
-	struct stat st;
 	uint8_t *buf, *key = NULL;
 	size_t len = 0;
-	int fd, ret;
-
-	/* O_NONBLOCK: a FIFO planted at path must not hang us before fstat refuses it. */
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		/* ELOOP: path is a symlink, which a key file must not be. */
-		ret = errno == ELOOP ? -EPERM : -errno;
-		goto out;
-	}
-	if (fstat(fd, &st) < 0) {
-		ret = -errno;
-		goto out_close;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
-	    (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-		ret = -EPERM;
-		goto out_close;
-	}
+	int ret;
 
 	buf = secret_alloc(KEYFILE_MAX_LEN + 1);
-	if (buf == NULL) {
-		ret = -ENOMEM;
-		goto out_close;
-	}
 	key = secret_alloc(CRYPTO_KEY_LEN);
-	if (key == NULL) {
+	if (buf == NULL || key == NULL) {
 		ret = -ENOMEM;
-		goto out_free_buf;
+		goto out_free;
 	}
-	ret = read_all(fd, buf, KEYFILE_MAX_LEN + 1, &len);
-	if (ret < 0)
-		goto out_free_key;
-	ret = keyfile_parse(key, buf, len);
-	if (ret < 0)
-		goto out_free_key;
-	ret = single_key_new(out, key);
+	ret = secret_file_read(path, buf, KEYFILE_MAX_LEN + 1, &len);
+	if (ret == 0)
+		ret = keyfile_parse(key, buf, len);
+	if (ret == 0)
+		ret = single_key_new(out, key);
 	if (ret == 0)
 		key = NULL;
-out_free_key:
+out_free:
 	secret_free(key);
-out_free_buf:
 	secret_free(buf);   /* wipes the hex copy of the key */
-out_close:
-	close(fd);
-out:
 	return ret;
 }
 

@@ -583,58 +583,16 @@ int keystore_unlock_key(struct keystore *keystore, const uint8_t key[CRYPTO_KEY_
 	return unlock(keystore, NULL, 0, key, out);
 }
 
-/* Read the whole (small) file; -EBADMSG once it is longer than buf_len - 1. */
-static int read_small(int fd, uint8_t *buf, size_t buf_len, size_t *out_len)
-{
-	size_t done = 0;
-
-	for (;;) {
-		ssize_t n = read(fd, buf + done, buf_len - done);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			break;
-		done += (size_t)n;
-		if (done == buf_len)
-			return -EBADMSG;
-	}
-	*out_len = done;
-	return 0;
-}
 
 int kek_read_file(const char *path, uint8_t key[CRYPTO_KEY_LEN])
 {
-	struct stat st;
-	uint8_t *buf;
+	uint8_t *buf = secret_alloc(KEK_FILE_MAX + 1);
 	size_t len = 0;
-	int fd, ret;
+	int ret;
 
-	/* O_NONBLOCK: a FIFO planted at path must not hang us before fstat refuses it. */
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		/* ELOOP: path is a symlink, which a key file must not be. */
-		ret = errno == ELOOP ? -EPERM : -errno;
-		goto out;
-	}
-	if (fstat(fd, &st) < 0) {
-		ret = -errno;
-		goto out_close;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
-	    (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-		ret = -EPERM;
-		goto out_close;
-	}
-	buf = secret_alloc(KEK_FILE_MAX + 1);
-	if (buf == NULL) {
-		ret = -ENOMEM;
-		goto out_close;
-	}
-	ret = read_small(fd, buf, KEK_FILE_MAX + 1, &len);
+	if (buf == NULL)
+		return -ENOMEM;
+	ret = secret_file_read(path, buf, KEK_FILE_MAX + 1, &len);
 	if (ret < 0)
 		goto out_free;
 	if (len == CRYPTO_KEY_LEN) {
@@ -650,9 +608,6 @@ out_free:
 	if (ret < 0)
 		secret_wipe(key, CRYPTO_KEY_LEN);
 	secret_free(buf);   /* wipes the file's copy of the key */
-out_close:
-	close(fd);
-out:
 	return ret;
 }
 

@@ -6,6 +6,9 @@
 #include "lib/secret.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
@@ -49,4 +52,46 @@ int secret_harden_process(void)
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 		return -errno;
 	return 0;
+}
+
+int secret_file_read(const char *path, uint8_t *buf, size_t cap, size_t *len)
+{
+	struct stat st;
+	size_t done = 0;
+	int fd, ret = 0;
+
+	/* O_NONBLOCK: a FIFO planted at path must not hang us before fstat refuses it. */
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return errno == ELOOP ? -EPERM : -errno;  /* ELOOP: a symlink */
+	if (fstat(fd, &st) < 0) {
+		ret = -errno;
+		goto out_close;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+		ret = -EPERM;
+		goto out_close;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + done, cap - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		done += (size_t)n;
+		if (done == cap) {
+			ret = -EBADMSG;
+			break;
+		}
+	}
+	if (ret == 0)
+		*len = done;
+out_close:
+	close(fd);
+	return ret;
 }

@@ -7,6 +7,7 @@
 #define VAULTFS_SECRET_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Initialise the crypto library; call once before any other secret_ or crypto_ call.
  * Returns 0 or -errno. Safe to call more than once. */
@@ -23,6 +24,15 @@ void secret_wipe(void *buf, size_t len);
 
 /* Constant-time comparison: 0 when the len bytes at a and b are equal, -1 otherwise. */
 int secret_compare(const void *a, const void *b, size_t len) __attribute__((warn_unused_result));
+
+/*
+ * Read a small secret file (a key file) into buf, which should be secret memory. The
+ * file must be a regular file, not a symlink, owned by the effective uid, with no group
+ * or other permission bits. Returns 0 with *len set; -EPERM when those checks fail,
+ * -EBADMSG when the file holds cap bytes or more, -ENOENT, -errno.
+ */
+int secret_file_read(const char *path, uint8_t *buf, size_t cap, size_t *len)
+	__attribute__((warn_unused_result));
 
 /* Make this process unable to leak secrets by core dump or ptrace by an unprivileged
  * peer: RLIMIT_CORE 0 and PR_SET_DUMPABLE 0. Call after any privilege change too.
