@@ -24,17 +24,9 @@ DATA_UID=1000
 KEK_UID=1001
 SOCKET_GID=1000
 
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/agent-test.XXXXXX") || exit 1
+. "$(dirname "$0")/lib.sh"
 # Other uids must reach the socket directory (the agent makes that one 0750).
 chmod 0755 "$scratch"
-cleanup() {
-	local point
-	for point in $(awk -v top="$scratch/" 'index($5, top) == 1 { print $5 }' /proc/self/mountinfo); do
-		umount -l "$point" 2>/dev/null || fusermount3 -uz "$point" 2>/dev/null
-	done
-	rm -rf "$scratch"
-}
-trap cleanup EXIT
 
 # run ARGS...: run vaultctl as root on the case's agent, leaving $status, $out and $err.
 run() {
@@ -57,35 +49,15 @@ run_detached() {
 	collect
 }
 
-collect() {
-	status=$?
-	out=$(cat "$dir/stdout")
-	err=$(cat "$dir/stderr")
-}
 
-fail() {
-	echo "    FAIL: $*"
-	case_failed=1
-}
 
-expect_status() {
-	[ "$status" -eq "$1" ] || fail "exit status $status, expected $1 (stderr: $err)"
-}
 
-expect_err() {
-	grep -qF -- "$1" "$dir/stderr" || fail "stderr lacks '$1': $err"
-}
 
-expect_out() {
-	grep -qxF -- "$1" "$dir/stdout" || fail "stdout lacks the line '$1': $out"
-}
 
-# One "vaultctl: " line on stderr, nothing on stdout, exit 1.
-expect_clean_error() {
-	expect_status 1
-	grep -q '^vaultctl: ' "$dir/stderr" || fail "no 'vaultctl: ' message on stderr: $err"
+# Here an error is exactly one "vaultctl: " line on stderr.
+expect_one_line_error() {
+	expect_clean_error
 	[ "$(wc -l <"$dir/stderr")" -eq 1 ] || fail "more than one line on stderr: $err"
-	[ -z "$out" ] || fail "error also wrote to stdout: $out"
 }
 
 # write_config KEK [EXTRA-ROLES]: the case's keyagent.conf. Lines 1-7 are [agent];
@@ -194,7 +166,7 @@ case_status_and_datasets() {
 	expect_status 0
 	[ "$out" = "$(printf 'a\nb')" ] || fail "dataset list printed '$out', expected 'a' and 'b'"
 	run dataset create a
-	expect_clean_error
+	expect_one_line_error
 	expect_err "vaultctl: dataset 'a' exists already"
 	run dataset create 'no good'
 	expect_status 2
@@ -204,7 +176,7 @@ case_status_and_datasets() {
 	expect_status 0
 	[ "$out" = b ] || fail "uid $DATA_UID listed '$out', expected only 'b'"
 	run_as "$DATA_UID" dataset create c
-	expect_clean_error
+	expect_one_line_error
 	expect_err "vaultctl: the agent refused: you hold no role allowing 'dataset create' on 'c'"
 	[ ! -e "$dir/vaults/c" ] || fail "a refused create left '$dir/vaults/c'"
 }
@@ -275,14 +247,14 @@ case_lease_revoke() {
 	unmount "$dir/m"
 	# By id, unknown; bad ids; a uid without the privilege.
 	run lease revoke --id 12345
-	expect_clean_error
+	expect_one_line_error
 	expect_err "no such lease"
 	run lease revoke --id zz
 	expect_status 2
 	run lease revoke b --id 1
 	expect_status 2
 	run_as "$DATA_UID" lease revoke b
-	expect_clean_error
+	expect_one_line_error
 	expect_err "you hold no role allowing 'lease revoke' on 'b'"
 }
 
@@ -295,18 +267,18 @@ case_key_rotate_retire() {
 	expect_status 0
 	[ "$out" = 2 ] || fail "key rotate printed '$out', expected '2'"
 	run key retire a 1
-	expect_clean_error
+	expect_one_line_error
 	expect_err "is still used by"
 	run key retire a 2
-	expect_clean_error
+	expect_one_line_error
 	expect_err "newest key"
 	run key retire a 7
-	expect_clean_error
+	expect_one_line_error
 	expect_err "no live key version 7"
 	run key retire a x
 	expect_status 2
 	run key rotate b
-	expect_clean_error
+	expect_one_line_error
 	expect_err "vaultctl: the agent refused: you hold no role allowing 'key rotate' on 'b'"
 }
 
@@ -328,10 +300,10 @@ case_key_shred() {
 	expect_status 0
 	expect_out "dataset 'a' shredded, 0 leases revoked"
 	run key rotate a
-	expect_clean_error
+	expect_one_line_error
 	expect_err "dataset 'a' was shredded"
 	run dataset create a
-	expect_clean_error
+	expect_one_line_error
 	expect_err "cannot be used again"
 }
 
@@ -342,12 +314,12 @@ case_kek_rotate_keyfile_agent() {
 		"$VAULTCTL" --agent "$sock" kek rotate --passphrase-fd 3 \
 		3<<<"a new passphrase" >"$dir/stdout" 2>"$dir/stderr"
 	collect
-	expect_clean_error
+	expect_one_line_error
 	expect_err "only a passphrase KEK is rotated"
 	# Root holds no 'kek' privilege.
 	"$VAULTCTL" --agent "$sock" kek rotate --passphrase-fd 3 3<<<"x" >"$dir/stdout" 2>"$dir/stderr"
 	collect
-	expect_clean_error
+	expect_one_line_error
 	expect_err "you hold no role allowing 'kek rotate' on '*'"
 }
 
@@ -364,16 +336,16 @@ case_passphrase_agent() {
 	expect_status 0
 	[ "$out" = sealed ] || fail "status printed '$out', expected 'sealed'"
 	run dataset create b
-	expect_clean_error
+	expect_one_line_error
 	expect_err "vaultctl: the agent is sealed: run 'vaultctl unlock'"
 	# Never from the command line; never from nowhere.
 	run unlock "first passphrase"
 	expect_status 2
 	run_detached unlock
-	expect_clean_error
+	expect_one_line_error
 	expect_err "no terminal to read the passphrase from"
 	unlock_with ""
-	expect_clean_error
+	expect_one_line_error
 	expect_err "the passphrase is empty"
 	# The first unlock sets the passphrase.
 	unlock_with "first passphrase"
@@ -382,7 +354,7 @@ case_passphrase_agent() {
 	run status
 	[ "$out" = unsealed ] || fail "status after unlock printed '$out'"
 	unlock_with "first passphrase"
-	expect_clean_error
+	expect_one_line_error
 	expect_err "already unsealed"
 	run dataset create b
 	expect_status 0
@@ -392,7 +364,7 @@ case_passphrase_agent() {
 	run status
 	[ "$out" = sealed ] || fail "status after restart printed '$out'"
 	unlock_with "wrong passphrase"
-	expect_clean_error
+	expect_one_line_error
 	expect_err "vaultctl: cannot unlock: wrong passphrase"
 	sleep 2.2   # the agent's back-off after a wrong guess
 	unlock_with "first passphrase"
@@ -406,7 +378,7 @@ case_passphrase_agent() {
 	stop_agent
 	start_agent || return
 	unlock_with "first passphrase"
-	expect_clean_error
+	expect_one_line_error
 	expect_err "wrong passphrase"
 	sleep 2.2
 	unlock_with "second passphrase"
@@ -418,7 +390,7 @@ case_passphrase_agent() {
 	"$VAULTCTL" --agent "$sock" kek rotate --passphrase-fd 3 3<"$dir/long" \
 		>"$dir/stdout" 2>"$dir/stderr"
 	collect
-	expect_clean_error
+	expect_one_line_error
 	expect_err "longer than 1024 bytes"
 }
 
@@ -502,11 +474,11 @@ case_terminal() {
 case_agent_down() {
 	keyfile_config
 	run status
-	expect_clean_error
+	expect_one_line_error
 	expect_err "vaultctl: the key agent is not running at '$sock': start vault-keyagent"
 	VAULTFS_AGENT_SOCKET="$dir/env.sock" "$VAULTCTL" dataset list >"$dir/stdout" 2>"$dir/stderr"
 	collect
-	expect_clean_error
+	expect_one_line_error
 	expect_err "the key agent is not running at '$dir/env.sock'"
 	# A socket left behind by a killed agent: nobody listens.
 	start_agent || return
@@ -515,7 +487,7 @@ case_agent_down() {
 	agent_pid=
 	[ -S "$sock" ] || fail "the killed agent left no socket to test with"
 	run key rotate a
-	expect_clean_error
+	expect_one_line_error
 	expect_err "the key agent is not running at '$sock'"
 	mkdir "$dir/m"
 	run mount b "$dir/m"
@@ -529,18 +501,18 @@ case_policy_reload() {
 	start_agent || return
 	run dataset create b
 	run key rotate b
-	expect_clean_error
+	expect_one_line_error
 	# A typo on line 21: refused, naming the line; the old policy stays.
 	write_config "keyfile:$dir/kek" "grnat = b rw"
 	run policy reload
-	expect_clean_error
+	expect_one_line_error
 	expect_err "policy reload refused, the old policy stays in force: $conf:21:"
 	run_as "$DATA_UID" dataset list
 	[ "$out" = b ] || fail "the old policy is not in force after a bad reload: '$out'"
 	# Separation of duties: root may not rotate 'b' while it holds a data grant on it.
 	write_config "keyfile:$dir/kek" "$(printf '[role more]\nusers = root\nadmin = b rotate')"
 	run policy reload
-	expect_clean_error
+	expect_one_line_error
 	expect_err "separation of duties"
 	expect_err "$conf:"
 	# A good one: root also gives up its data grant on 'b', and may rotate it.
@@ -552,7 +524,7 @@ case_policy_reload() {
 	expect_status 0
 	[ "$out" = 2 ] || fail "key rotate after the reload printed '$out': $err"
 	run_as "$DATA_UID" policy reload
-	expect_clean_error
+	expect_one_line_error
 	expect_err "you hold no role allowing 'policy reload' on '*'"
 }
 
@@ -580,22 +552,7 @@ case_usage() {
 	expect_status 2
 }
 
-passed=0
-failed=0
-for name in $(declare -F | awk '$3 ~ /^case_/ { print $3 }'); do
-	dir="$scratch/$name"
-	mkdir "$dir"
-	echo "$name"
-	# A subshell per case: its agent and mounts cannot leak into the next case.
-	( case_failed=0; setup_case; "$name"; stop_agent; exit "$case_failed" )
-	if [ $? -eq 0 ]; then
-		passed=$((passed + 1))
-	else
-		failed=$((failed + 1))
-		echo "    FAILED: $name"
-		sed 's/^/    agent: /' "$dir/agent.log" 2>/dev/null | tail -n 20
-	fi
-done
-
-echo "checks: $passed passed, $failed failed"
-[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+case_setup() { setup_case; }
+case_teardown() { stop_agent; }
+case_failed_hook() { sed 's/^/    agent: /' "$dir/agent.log" 2>/dev/null | tail -n 20; }
+run_cases

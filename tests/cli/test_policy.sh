@@ -9,39 +9,18 @@ if [ -z "${VAULTCTL:-}" ] || [ ! -x "$VAULTCTL" ]; then
 	exit 1
 fi
 
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/policy-test.XXXXXX") || exit 1
-trap 'rm -rf "$scratch"' EXIT
+. "$(dirname "$0")/lib.sh"
 
 # run ARGS...: run vaultctl, leaving $status, $out and $err.
 run() {
 	"$VAULTCTL" "$@" >"$dir/stdout" 2>"$dir/stderr"
-	status=$?
-	out=$(cat "$dir/stdout")
-	err=$(cat "$dir/stderr")
+	collect
 }
 
-fail() {
-	echo "    FAIL: $*"
-	case_failed=1
-}
 
-expect_status() {
-	[ "$status" -eq "$1" ] || fail "exit status $status, expected $1 (stderr: $err)"
-}
 
-expect_err() {
-	grep -qF -- "$1" "$dir/stderr" || fail "stderr lacks '$1': $err"
-}
 
-expect_out() {
-	grep -qxF -- "$1" "$dir/stdout" || fail "stdout lacks the line '$1': $out"
-}
 
-expect_clean_error() {
-	expect_status 1
-	grep -q '^vaultctl: ' "$dir/stderr" || fail "no 'vaultctl: ' message on stderr: $err"
-	[ -z "$out" ] || fail "error also wrote to stdout: $out"
-}
 
 # The [agent] section every case starts with (5 lines).
 agent_section() {
@@ -171,21 +150,4 @@ case_usage() {
 	expect_status 0
 }
 
-passed=0
-failed=0
-for name in $(declare -F | awk '$3 ~ /^case_/ { print $3 }'); do
-	dir="$scratch/$name"
-	mkdir "$dir"
-	echo "$name"
-	# A subshell per case: a case cannot leak state into the next.
-	( case_failed=0; "$name"; exit "$case_failed" )
-	if [ $? -eq 0 ]; then
-		passed=$((passed + 1))
-	else
-		failed=$((failed + 1))
-		echo "    FAILED: $name"
-	fi
-done
-
-echo "checks: $passed passed, $failed failed"
-[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+run_cases

@@ -9,48 +9,18 @@ if [ -z "${VAULTCTL:-}" ] || [ ! -x "$VAULTCTL" ]; then
 	exit 1
 fi
 
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/vaultctl-test.XXXXXX") || exit 1
-# A failed case may leave a mount behind: detach it before removing the scratch tree.
-cleanup() {
-	local point
-	for point in $(awk -v top="$scratch/" 'index($5, top) == 1 { print $5 }' /proc/self/mountinfo); do
-		umount -l "$point" 2>/dev/null || fusermount3 -uz "$point" 2>/dev/null
-	done
-	rm -rf "$scratch"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
 
 # run ARGS...: run vaultctl, leaving $status, $out and $err.
 run() {
 	"$VAULTCTL" "$@" >"$dir/stdout" 2>"$dir/stderr"
-	status=$?
-	out=$(cat "$dir/stdout")
-	err=$(cat "$dir/stderr")
+	collect
 }
 
-fail() {
-	echo "    FAIL: $*"
-	case_failed=1
-}
 
-expect_status() {
-	[ "$status" -eq "$1" ] || fail "exit status $status, expected $1 (stderr: $err)"
-}
 
-expect_err() {
-	grep -qF -- "$1" "$dir/stderr" || fail "stderr lacks '$1': $err"
-}
 
-expect_out() {
-	grep -qxF -- "$1" "$dir/stdout" || fail "stdout lacks the line '$1': $out"
-}
 
-# Errors are lines that start with our name, never a crash or a silent failure.
-expect_clean_error() {
-	expect_status 1
-	grep -q '^vaultctl: ' "$dir/stderr" || fail "no 'vaultctl: ' message on stderr: $err"
-	[ -z "$out" ] || fail "error also wrote to stdout: $out"
-}
 
 # Header field helpers (vault.h layout): u32 LE / hex bytes at an offset.
 header_hex() {	# file offset length
@@ -422,21 +392,4 @@ case_umount_vaultfs_mount() {
 	[ "$(cat "$dir/v/vaultfs.header" | wc -c)" = 128 ] || fail "header damaged"
 }
 
-passed=0
-failed=0
-for name in $(declare -F | awk '$3 ~ /^case_/ { print $3 }'); do
-	dir="$scratch/$name"
-	mkdir "$dir"
-	echo "$name"
-	# A subshell per case: a case cannot leak state into the next.
-	( case_failed=0; "$name"; exit "$case_failed" )
-	if [ $? -eq 0 ]; then
-		passed=$((passed + 1))
-	else
-		failed=$((failed + 1))
-		echo "    FAILED: $name"
-	fi
-done
-
-echo "checks: $passed passed, $failed failed"
-[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+run_cases
