@@ -213,10 +213,7 @@ static int key_shred(int argc, char *argv[])
 	return VAULTCTL_EXIT_OK;
 }
 
-static const struct {
-	const char *name;
-	int (*fn)(int argc, char *argv[]);
-} actions[] = {
+static const struct vaultctl_action actions[] = {
 	{ "rotate", key_rotate },
 	{ "retire", key_retire },
 	{ "shred", key_shred },
@@ -224,15 +221,6 @@ static const struct {
 
 int cmd_key(int argc, char *argv[])
 {
-	size_t i;
-
-	if (argc < 2)
-		return vaultctl_usage_error(synopsis, "give an action: rotate, retire or shred");
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
-		return vaultctl_usage(synopsis, help);
-	for (i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
-		if (strcmp(argv[1], actions[i].name) == 0)
-			return actions[i].fn(argc - 1, argv + 1);
-	return vaultctl_usage_error(synopsis, "unknown key action '%s': use rotate, retire or "
-				    "shred", argv[1]);
+	return vaultctl_run_action("key", actions, sizeof(actions) / sizeof(actions[0]), argc,
+				   argv, synopsis, help);
 }

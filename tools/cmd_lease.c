@@ -101,23 +101,12 @@ static int lease_revoke(int argc, char *argv[])
 	return VAULTCTL_EXIT_OK;
 }
 
-static const struct {
-	const char *name;
-	int (*fn)(int argc, char *argv[]);
-} actions[] = {
+static const struct vaultctl_action actions[] = {
 	{ "revoke", lease_revoke },
 };
 
 int cmd_lease(int argc, char *argv[])
 {
-	size_t i;
-
-	if (argc < 2)
-		return vaultctl_usage_error(synopsis, "give an action: revoke");
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
-		return vaultctl_usage(synopsis, help);
-	for (i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
-		if (strcmp(argv[1], actions[i].name) == 0)
-			return actions[i].fn(argc - 1, argv + 1);
-	return vaultctl_usage_error(synopsis, "unknown lease action '%s': use revoke", argv[1]);
+	return vaultctl_run_action("lease", actions, sizeof(actions) / sizeof(actions[0]), argc,
+				   argv, synopsis, help);
 }

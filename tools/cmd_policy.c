@@ -92,25 +92,13 @@ static int policy_reload(int argc, char *argv[])
 	return VAULTCTL_EXIT_OK;
 }
 
-static const struct {
-	const char *name;
-	int (*fn)(int argc, char *argv[]);
-} actions[] = {
+static const struct vaultctl_action actions[] = {
 	{ "check", policy_check },
 	{ "reload", policy_reload },
 };
 
 int cmd_policy(int argc, char *argv[])
 {
-	size_t i;
-
-	if (argc < 2)
-		return vaultctl_usage_error(synopsis, "give an action: check or reload");
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
-		return vaultctl_usage(synopsis, help);
-	for (i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
-		if (strcmp(argv[1], actions[i].name) == 0)
-			return actions[i].fn(argc - 1, argv + 1);
-	return vaultctl_usage_error(synopsis, "unknown policy action '%s': use check or "
-				    "reload", argv[1]);
+	return vaultctl_run_action("policy", actions, sizeof(actions) / sizeof(actions[0]), argc,
+				   argv, synopsis, help);
 }

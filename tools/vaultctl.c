@@ -129,6 +129,38 @@ int vaultctl_usage_error(const char *synopsis, const char *fmt, ...)
 	return VAULTCTL_EXIT_USAGE;
 }
 
+/* "a", "a or b", "a, b or c". */
+static void action_choices(char *buf, size_t size, const struct vaultctl_action *actions,
+			   size_t count)
+{
+	size_t used = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < count && used < size; i++) {
+		const char *sep = i == 0 ? "" : i + 1 == count ? " or " : ", ";
+		int n = snprintf(buf + used, size - used, "%s%s", sep, actions[i].name);
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+}
+
+int vaultctl_run_action(const char *noun, const struct vaultctl_action *actions, size_t count,
+			int argc, char *argv[], const char *synopsis, const char *help)
+{
+	char choices[128];
+
+	action_choices(choices, sizeof(choices), actions, count);
+	if (argc < 2)
+		return vaultctl_usage_error(synopsis, "give an action: %s", choices);
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+		return vaultctl_usage(synopsis, help);
+	for (size_t i = 0; i < count; i++)
+		if (strcmp(argv[1], actions[i].name) == 0)
+			return actions[i].fn(argc - 1, argv + 1);
+	return vaultctl_usage_error(synopsis, "unknown %s action '%s': use %s", noun, argv[1],
+				    choices);
+}
+
 int vaultctl_usage(const char *synopsis, const char *help)
 {
 	printf("usage: vaultctl %s\n\n%s", synopsis, help);

@@ -38,6 +38,16 @@ int vaultctl_usage_error(const char *synopsis, const char *fmt, ...)
 /* "usage: vaultctl <synopsis>" and the help text on stdout, for --help; returns 0. */
 int vaultctl_usage(const char *synopsis, const char *help);
 
+/* Subcommands with actions ("key rotate", "dataset list"): argv[1] names the action. */
+struct vaultctl_action {
+	const char *name;
+	int (*fn)(int argc, char *argv[]);
+};
+/* Run the action argv[1] names with argv shifted by one; usage errors name the choices,
+ * e.g. "unknown key action 'x': use rotate, retire or shred". */
+int vaultctl_run_action(const char *noun, const struct vaultctl_action *actions, size_t count,
+			int argc, char *argv[], const char *synopsis, const char *help);
+
 /* vaultctl.c: the key agent's socket: the global '--agent SOCKET' option, else
  * $VAULTFS_AGENT_SOCKET, else AGENT_DEFAULT_SOCKET. Never NULL. */
 const char *vaultctl_agent_socket(void);
