@@ -173,13 +173,14 @@ static void begin_section(struct parse *parse, char *header)
 }
 
 /*
- * inih's line reader. Counts lines, reads section headers, refuses lines longer than
- * inih's buffer (which it would otherwise split in two), and strips leading blanks:
- * inih would take an indented line as the continuation of the previous value.
+ * inih's line reader. Counts lines, reads section headers, refuses NUL bytes and lines
+ * longer than inih's buffer (which it would otherwise split in two), and strips leading
+ * blanks: inih would take an indented line as the continuation of the previous value.
  */
 static char *read_line(char *buffer, int size, void *stream)
 {
 	struct parse *parse = stream;
+	long start = ftell(parse->file);
 	size_t len;
 	size_t skip;
 
@@ -187,6 +188,14 @@ static char *read_line(char *buffer, int size, void *stream)
 		return NULL;
 	parse->line++;
 	len = strlen(buffer);
+	/* fgets stops at a newline, not at a NUL byte: one would cut the line short
+	 * (silently, before a blank line) and pass as a long line otherwise. */
+	if (start >= 0 && ftell(parse->file) - start != (long)len) {
+		note_error(parse, parse->line, "line holds a NUL byte: save keyagent.conf as plain "
+			   "text");
+		buffer[0] = '\0';
+		return buffer;
+	}
 	if (len > 0 && buffer[len - 1] != '\n') {
 		/* A full buffer: the line fits if its newline or the end of the file is next. */
 		int c = getc(parse->file);

@@ -249,6 +249,42 @@ static int version_record_decode(struct version_record *rec, struct store_slice 
 	return 0;
 }
 
+_Static_assert(KEK_RECORD_LEN <= KEYSTORE_RECORD_MAX && DATASET_RECORD_LEN <= KEYSTORE_RECORD_MAX &&
+	       VERSION_RECORD_MAX <= KEYSTORE_RECORD_MAX, "keystore record length");
+
+int keystore_record_recode(uint8_t *out, size_t *out_len, enum keystore_record kind,
+			   const uint8_t *in, size_t in_len)
+{
+	struct kek_record kek;
+	struct dataset_record dataset;
+	struct version_record version;
+	int ret = -EBADMSG;
+
+	*out_len = 0;
+	switch (kind) {
+	case KEYSTORE_RECORD_KEK:
+		ret = kek_record_decode(&kek, slice_of(in, in_len));
+		if (ret == 0) {
+			kek_record_encode(out, &kek);
+			*out_len = KEK_RECORD_LEN;
+		}
+		break;
+	case KEYSTORE_RECORD_DATASET:
+		ret = dataset_record_decode(&dataset, slice_of(in, in_len));
+		if (ret == 0) {
+			dataset_record_encode(out, &dataset);
+			*out_len = DATASET_RECORD_LEN;
+		}
+		break;
+	case KEYSTORE_RECORD_VERSION:
+		ret = version_record_decode(&version, slice_of(in, in_len));
+		if (ret == 0)
+			*out_len = version_record_encode(out, &version);
+		break;
+	}
+	return ret;
+}
+
 static void version_key(uint8_t key[VERSION_KEY_LEN], const uint8_t id[VAULT_ID_LEN],
 			uint32_t version)
 {

@@ -92,6 +92,20 @@ struct keystore_dataset {
 };
 void keystore_dataset_release(struct keystore_dataset *dataset);
 
+/* The three record kinds of the keystore (formats in keystore.c). */
+enum keystore_record {
+	KEYSTORE_RECORD_KEK,
+	KEYSTORE_RECORD_DATASET,
+	KEYSTORE_RECORD_VERSION,
+};
+#define KEYSTORE_RECORD_MAX 256
+
+/* Record decoding, exposed for tests and fuzzing: decode in as a record of kind with the
+ * keystore's own strict decoder and encode what it decoded into out (KEYSTORE_RECORD_MAX
+ * bytes). Returns 0 with *out_len set, or -EBADMSG (malformed, or an unknown kind). */
+int keystore_record_recode(uint8_t *out, size_t *out_len, enum keystore_record kind,
+			   const uint8_t *in, size_t in_len) __attribute__((warn_unused_result));
+
 /* A new dataset with a random DEK version 1. -EEXIST when the name is taken, also by a
  * shredded dataset: its record stays as a tombstone (keystore_dataset_get says
  * .shredded) so that a new dataset never takes the name of one whose backups exist.

@@ -3,16 +3,19 @@
  * policy; every class of error reported as "FILE:LINE: problem" with the right line
  * (syntax, unknown section and key, value without key, settings outside a section,
  * missing [agent] settings, bad values, unknown principals, policy and separation of
- * duties violations); and refusal of missing, unsafe and non-regular files.
+ * duties violations); refusal of missing, unsafe and non-regular files; and the files of
+ * the fuzz corpus (tests/fuzz/corpus-config) with seeded mutations of them.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/config.h"
+#include "tests/fuzz/replay.h"
 #include "tests/harness.h"
 
 static char dir[64];
@@ -401,6 +404,122 @@ START_TEST(test_file_errors)
 }
 END_TEST
 
+/* A NUL byte is refused where it is, not taken for the end of the line (before a blank
+ * line, "kek = keyfile:/etc/kek<NUL>.bak" was read as keyfile:/etc/kek) nor for a long line
+ * that swallows the next one. */
+START_TEST(test_nul_byte)
+{
+	static const char before_blank[] = "[agent]\nsocket = /run/a.sock\nkeystore = /k\n"
+		"data_root = /d\nkek = keyfile:/etc/kek\0.bak\n\n";
+	static const char mid_file[] = "[agent]\nsocket = /run/a\0b\nkeystore = /k\n";
+	struct config config;
+	struct config_error err;
+	char want[256];
+	int fd;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, before_blank, sizeof(before_blank) - 1),
+			 (ssize_t)sizeof(before_blank) - 1);
+	ck_assert_int_eq(close(fd), 0);
+	ck_assert_int_eq(config_read(&config, path, &err), -EINVAL);
+	snprintf(want, sizeof(want), "%s:5: line holds a NUL byte", path);
+	ck_assert_msg(strncmp(err.message, want, strlen(want)) == 0, "%s", err.message);
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, mid_file, sizeof(mid_file) - 1), (ssize_t)sizeof(mid_file) - 1);
+	ck_assert_int_eq(close(fd), 0);
+	ck_assert_int_eq(config_read(&config, path, &err), -EINVAL);
+	snprintf(want, sizeof(want), "%s:2: line holds a NUL byte", path);
+	ck_assert_msg(strncmp(err.message, want, strlen(want)) == 0, "%s", err.message);
+}
+END_TEST
+
+/* The fuzz corpus and seeded mutations of its valid files: no crash; a file read gives a
+ * complete configuration; a refusal is -EINVAL with a message that names the file. */
+
+#define CONFIG_CORPUS TEST_DATA_DIR "/fuzz/corpus-config"
+#define CONFIG_MUTATIONS 1000
+#define CONFIG_INPUT_MAX 8192
+
+static const char *const config_words[] = {
+	"[agent]", "[role ", "]", "\n", " = ", "=", "#", ";", ",", "socket", "socket_group",
+	"keystore", "data_root", "kek", "passphrase", "keyfile:/", "credential:", "lease_ttl",
+	"users", "groups", "grant", "path", "window", "hosts", "admin", " ro", " rw", " none",
+	"**", "*", "?", "Mon-Fri", "07:00-19:00", " UTC", "create", "rotate", "shred",
+	"reload", "root", "daemon", "nogroup", NULL,
+};
+
+static bool replay_config(const uint8_t *bytes, size_t len)
+{
+	struct config config;
+	struct config_error err;
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int ret;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, bytes, len), (ssize_t)len);
+	ck_assert_int_eq(close(fd), 0);
+	ret = config_read(&config, path, &err);
+	if (ret != 0) {
+		ck_assert_msg(ret == -EINVAL, "status %d: %s", ret, err.message);
+		ck_assert_ptr_nonnull(memchr(err.message, '\0', sizeof(err.message)));
+		ck_assert_msg(strncmp(err.message, path, strlen(path)) == 0 &&
+			      err.message[strlen(path)] == ':', "%s", err.message);
+		ck_assert_ptr_null(config.policy);
+		return false;
+	}
+	/* A NUL byte would have cut a line short: such a file is never read. */
+	ck_assert_ptr_null(memchr(bytes, '\0', len));
+	ck_assert_ptr_nonnull(config.policy);
+	ck_assert(config.socket_path != NULL && config.socket_path[0] == '/');
+	ck_assert(config.keystore_path != NULL && config.keystore_path[0] == '/');
+	ck_assert(config.data_root != NULL && config.data_root[0] == '/');
+	ck_assert_uint_ge(config.lease_ttl, 5);
+	ck_assert_uint_le(config.lease_ttl, 86400);
+	if (config.kek_source != CONFIG_KEK_PASSPHRASE)
+		ck_assert(config.kek_arg != NULL && config.kek_arg[0] != '\0');
+	config_release(&config);
+	return true;
+}
+
+START_TEST(test_fuzz_replay)
+{
+	static uint8_t buf[CONFIG_INPUT_MAX];
+	struct replay_corpus corpus, valid = { NULL, 0 };
+	size_t accepted = 0, rejected = 0;
+	uint64_t state = UINT64_C(0x636f6e6669677331);
+
+	ck_assert_int_eq(replay_corpus_load(&corpus, CONFIG_CORPUS, -1, CONFIG_INPUT_MAX / 2),
+			 0);
+	valid.inputs = calloc(corpus.count, sizeof(*valid.inputs));
+	ck_assert_ptr_nonnull(valid.inputs);
+	for (size_t i = 0; i < corpus.count; i++) {
+		if (replay_config(corpus.inputs[i].bytes, corpus.inputs[i].len))
+			valid.inputs[valid.count++] = corpus.inputs[i];
+	}
+	/* The full example and a few variants, and refused ones. */
+	ck_assert_uint_ge(valid.count, 4);
+	ck_assert_uint_gt(corpus.count, valid.count + 5);
+	for (size_t i = 0; i < CONFIG_MUTATIONS; i++) {
+		const struct replay_input *seed = &valid.inputs[replay_below(&state, valid.count)];
+		size_t len;
+
+		memcpy(buf, seed->bytes, seed->len);
+		len = replay_mutate(&state, buf, seed->len, sizeof(buf), &corpus, config_words);
+		if (replay_config(buf, len))
+			accepted++;
+		else
+			rejected++;
+	}
+	ck_assert_uint_gt(accepted, CONFIG_MUTATIONS / 100);
+	ck_assert_uint_gt(rejected, CONFIG_MUTATIONS / 4);
+	free(valid.inputs);
+	replay_corpus_release(&corpus);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *suite = suite_create("config");
@@ -416,6 +535,9 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_separation_of_duties);
 	tcase_add_test(tc, test_lines_and_comments);
 	tcase_add_test(tc, test_file_errors);
+	tcase_add_test(tc, test_nul_byte);
+	tcase_add_test(tc, test_fuzz_replay);
+	tcase_set_timeout(tc, 30);
 	suite_add_tcase(suite, tc);
 	return suite;
 }

@@ -1,7 +1,8 @@
 /*
  * Unit tests of the encrypted namespace: known-answer record encodings, strict decoding,
  * round trips through a real store, readdir cookies, xattrs, orphans, and tampering with
- * the stored values (bit flips, values moved between keys, tables and vaults).
+ * the stored values (bit flips, values moved between keys, tables and vaults); the inode
+ * records of the fuzz corpus (tests/fuzz/corpus-ondisk) and seeded mutations of them.
  */
 #include "lib/meta.h"
 
@@ -20,6 +21,7 @@
 #include "lib/keysource.h"
 #include "lib/secret.h"
 #include "lib/store.h"
+#include "tests/fuzz/replay.h"
 #include "tests/harness.h"
 
 #define MARKER "PHI-MARKER-7c1e"
@@ -1112,6 +1114,72 @@ START_TEST(test_threads_share_meta)
 }
 END_TEST
 
+/* The fuzz corpus and seeded mutations of its valid records: no crash; a refusal is
+ * -EBADMSG and leaves nothing allocated; a record accepted re-encodes to its bytes. */
+
+#define ONDISK_CORPUS TEST_DATA_DIR "/fuzz/corpus-ondisk"
+#define INODE_MUTATIONS 100000
+/* More than the longest record: the fixed part, every hole and the longest link. */
+#define INODE_INPUT_MAX (256 + 16 * META_HOLES_MAX + META_SYMLINK_MAX)
+
+static bool replay_inode(const uint8_t *bytes, size_t len)
+{
+	struct meta_inode inode;
+	uint8_t *out;
+	size_t out_len;
+	int ret = meta_inode_decode(&inode, bytes, len);
+
+	if (ret != 0) {
+		ck_assert_int_eq(ret, -EBADMSG);
+		ck_assert_ptr_null(inode.holes);
+		ck_assert_ptr_null(inode.symlink);
+		return false;
+	}
+	ck_assert_int_eq(meta_inode_encode(&out, &out_len, &inode), 0);
+	ck_assert_uint_eq(out_len, len);
+	ck_assert(memcmp(out, bytes, len) == 0);
+	free(out);
+	meta_inode_release(&inode);
+	return true;
+}
+
+START_TEST(test_inode_fuzz_replay)
+{
+	static uint8_t buf[INODE_INPUT_MAX + 64];
+	struct replay_corpus corpus, valid = { NULL, 0 };
+	size_t accepted = 0, rejected = 0;
+	uint64_t state = UINT64_C(0x6d657461696e6f64);
+
+	ck_assert_int_eq(replay_corpus_load(&corpus, ONDISK_CORPUS, REPLAY_ONDISK_META_INODE,
+					    INODE_INPUT_MAX + 64), 0);
+	valid.inputs = calloc(corpus.count, sizeof(*valid.inputs));
+	ck_assert_ptr_nonnull(valid.inputs);
+	for (size_t i = 0; i < corpus.count; i++) {
+		if (replay_inode(corpus.inputs[i].bytes, corpus.inputs[i].len))
+			valid.inputs[valid.count++] = corpus.inputs[i];
+	}
+	/* Seeds of every file type, and malformed ones. */
+	ck_assert_uint_ge(valid.count, 10);
+	ck_assert_uint_gt(corpus.count, valid.count + 10);
+	for (size_t i = 0; i < INODE_MUTATIONS; i++) {
+		const struct replay_input *seed = &valid.inputs[replay_below(&state, valid.count)];
+		size_t len;
+
+		memcpy(buf, seed->bytes, seed->len);
+		len = replay_mutate(&state, buf, seed->len, sizeof(buf), &corpus, NULL);
+		if (replay_inode(buf, len))
+			accepted++;
+		else
+			rejected++;
+	}
+	/* Both paths were exercised in earnest. */
+	ck_assert_uint_gt(accepted, INODE_MUTATIONS / 100);
+	ck_assert_uint_gt(rejected, INODE_MUTATIONS / 2);
+	free(valid.inputs);
+	replay_corpus_release(&corpus);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("meta");
@@ -1122,6 +1190,8 @@ int main(void)
 	tcase_add_test(records, test_inode_decode_rejects);
 	tcase_add_test(records, test_inode_encode_rejects);
 	tcase_add_test(records, test_inode_copy);
+	tcase_add_test(records, test_inode_fuzz_replay);
+	tcase_set_timeout(records, 30);
 	suite_add_tcase(suite, records);
 
 	tcase_add_checked_fixture(store_tc, setup, teardown);

@@ -1,13 +1,17 @@
 /*
  * Unit tests of lib/object: the header encoding as fixed bytes, the block format rebuilt
  * from the crypto primitives with an independently computed file key, tamper tests for
- * every way a block can be altered or moved, and the nonce budget.
+ * every way a block can be altered or moved, the nonce budget, and the object headers of
+ * the fuzz corpus (tests/fuzz/corpus-ondisk) with seeded mutations of them.
  */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lib/object.h"
 #include "lib/secret.h"
+#include "tests/fuzz/replay.h"
 #include "tests/harness.h"
 
 static void setup(void)
@@ -415,6 +419,80 @@ START_TEST(test_budget_limit)
 }
 END_TEST
 
+/* The fuzz corpus and seeded mutations of its valid headers: the decoder's verdict is the
+ * one the layout gives, and a header accepted re-encodes to its bytes. */
+
+#define ONDISK_CORPUS TEST_DATA_DIR "/fuzz/corpus-ondisk"
+#define HEADER_MUTATIONS 50000
+
+static bool replay_header(const uint8_t *bytes, size_t len)
+{
+	uint8_t in[OBJECT_HEADER_LEN] = { 0 }, out[OBJECT_HEADER_LEN];
+	struct object_header header;
+	uint32_t version, cipher, block_size;
+	bool layout_ok, supported;
+	int ret;
+
+	/* The reader hands over exactly OBJECT_HEADER_LEN bytes; a short file reads zeros. */
+	memcpy(in, bytes, len < sizeof(in) ? len : sizeof(in));
+	version = get_le32(in + 8);
+	cipher = get_le32(in + 12);
+	block_size = get_le32(in + 20);
+	layout_ok = memcmp(in, "VAULTOBJ", 8) == 0 && all_zero(in + 56, 8);
+	supported = version == OBJECT_FORMAT_VERSION && block_size == OBJECT_BLOCK_SIZE &&
+		    (cipher == CRYPTO_AES256GCM || cipher == CRYPTO_XCHACHA20POLY1305);
+	ret = object_header_decode(&header, in);
+	if (!layout_ok) {
+		ck_assert_int_eq(ret, -EBADMSG);
+		return false;
+	}
+	if (!supported) {
+		ck_assert_int_eq(ret, -EPROTONOSUPPORT);
+		return false;
+	}
+	ck_assert_int_eq(ret, 0);
+	ck_assert_uint_eq(header.key_version, get_le32(in + 16));
+	object_header_encode(out, &header);
+	ck_assert(memcmp(out, in, sizeof(in)) == 0);
+	return true;
+}
+
+START_TEST(test_header_fuzz_replay)
+{
+	uint8_t buf[2 * OBJECT_HEADER_LEN];
+	struct replay_corpus corpus, valid = { NULL, 0 };
+	size_t accepted = 0, rejected = 0;
+	uint64_t state = UINT64_C(0x6f626a6563746864);
+
+	ck_assert_int_eq(replay_corpus_load(&corpus, ONDISK_CORPUS, REPLAY_ONDISK_OBJECT_HEADER,
+					    sizeof(buf)), 0);
+	valid.inputs = calloc(corpus.count, sizeof(*valid.inputs));
+	ck_assert_ptr_nonnull(valid.inputs);
+	for (size_t i = 0; i < corpus.count; i++) {
+		if (replay_header(corpus.inputs[i].bytes, corpus.inputs[i].len))
+			valid.inputs[valid.count++] = corpus.inputs[i];
+	}
+	/* Both ciphers, and malformed ones. */
+	ck_assert_uint_ge(valid.count, 2);
+	ck_assert_uint_gt(corpus.count, valid.count + 4);
+	for (size_t i = 0; i < HEADER_MUTATIONS; i++) {
+		const struct replay_input *seed = &valid.inputs[replay_below(&state, valid.count)];
+		size_t len;
+
+		memcpy(buf, seed->bytes, seed->len);
+		len = replay_mutate(&state, buf, seed->len, sizeof(buf), &corpus, NULL);
+		if (replay_header(buf, len))
+			accepted++;
+		else
+			rejected++;
+	}
+	ck_assert_uint_gt(accepted, HEADER_MUTATIONS / 100);
+	ck_assert_uint_gt(rejected, HEADER_MUTATIONS / 2);
+	free(valid.inputs);
+	replay_corpus_release(&corpus);
+}
+END_TEST
+
 static Suite *object_suite(void)
 {
 	Suite *suite = suite_create("object");
@@ -424,6 +502,8 @@ static Suite *object_suite(void)
 	tcase_add_test(tc, test_header_known_answer);
 	tcase_add_test(tc, test_header_rejects);
 	tcase_add_test(tc, test_geometry);
+	tcase_add_test(tc, test_header_fuzz_replay);
+	tcase_set_timeout(tc, 30);
 	suite_add_tcase(suite, tc);
 
 	tc = tcase_create("block");

@@ -2,7 +2,8 @@
  * Unit tests of the vault directory: header encoding (known answer), create and open,
  * refusal of a wrong key, a tampered or truncated header, an unknown format version,
  * a non-empty or non-vault directory, object file paths, and the count of key versions
- * in use (objects and metadata values) made without a key.
+ * in use (objects and metadata values) made without a key; the vault headers of the fuzz
+ * corpus (tests/fuzz/corpus-ondisk) and seeded mutations of them.
  */
 #include "lib/vault.h"
 
@@ -20,6 +21,7 @@
 #include "lib/meta.h"
 #include "lib/secret.h"
 #include "lib/store.h"
+#include "tests/fuzz/replay.h"
 #include "tests/harness.h"
 
 static char test_dir[64];
@@ -543,10 +545,86 @@ START_TEST(test_key_versions_in_use)
 }
 END_TEST
 
+/* The fuzz corpus and seeded mutations of its valid headers: the decoder's verdict is the
+ * one the layout gives, and a header accepted re-encodes to its bytes. */
+
+#define ONDISK_CORPUS TEST_DATA_DIR "/fuzz/corpus-ondisk"
+#define HEADER_MUTATIONS 50000
+
+static bool replay_header(const uint8_t *bytes, size_t len)
+{
+	uint8_t in[VAULT_HEADER_LEN] = { 0 }, out[VAULT_HEADER_LEN];
+	struct vault_header header;
+	bool reserved_zero = true;
+	int ret;
+
+	/* vault_header_read hands over exactly VAULT_HEADER_LEN bytes. */
+	memcpy(in, bytes, len < sizeof(in) ? len : sizeof(in));
+	for (size_t i = 44; i < 64; i++)
+		reserved_zero = reserved_zero && in[i] == 0;
+	ret = vault_header_decode(&header, in);
+	if (memcmp(in, "VAULTFS\0", 8) != 0) {
+		ck_assert_int_eq(ret, -EBADMSG);
+		return false;
+	}
+	if (get_le32(in + 8) != VAULT_FORMAT_VERSION) {
+		ck_assert_int_eq(ret, -EPROTONOSUPPORT);
+		return false;
+	}
+	if (!reserved_zero) {
+		ck_assert_int_eq(ret, -EBADMSG);
+		return false;
+	}
+	/* Unknown ciphers and flags decode: vault_open refuses them. */
+	ck_assert_int_eq(ret, 0);
+	ck_assert_uint_eq(header.cipher, get_le32(in + 12));
+	ck_assert_uint_eq(header.flags, get_le32(in + 16));
+	vault_header_encode(out, &header);
+	ck_assert(memcmp(out, in, sizeof(in)) == 0);
+	return true;
+}
+
+START_TEST(test_header_fuzz_replay)
+{
+	uint8_t buf[2 * VAULT_HEADER_LEN];
+	struct replay_corpus corpus, valid = { NULL, 0 };
+	size_t accepted = 0, rejected = 0;
+	uint64_t state = UINT64_C(0x7661756c74686472);
+
+	ck_assert_int_eq(replay_corpus_load(&corpus, ONDISK_CORPUS, REPLAY_ONDISK_VAULT_HEADER,
+					    sizeof(buf)), 0);
+	valid.inputs = calloc(corpus.count, sizeof(*valid.inputs));
+	ck_assert_ptr_nonnull(valid.inputs);
+	for (size_t i = 0; i < corpus.count; i++) {
+		if (replay_header(corpus.inputs[i].bytes, corpus.inputs[i].len))
+			valid.inputs[valid.count++] = corpus.inputs[i];
+	}
+	/* Both ciphers, and malformed ones. */
+	ck_assert_uint_ge(valid.count, 2);
+	ck_assert_uint_ge(corpus.count, valid.count + 3);
+	for (size_t i = 0; i < HEADER_MUTATIONS; i++) {
+		const struct replay_input *seed = &valid.inputs[replay_below(&state, valid.count)];
+		size_t len;
+
+		memcpy(buf, seed->bytes, seed->len);
+		len = replay_mutate(&state, buf, seed->len, sizeof(buf), &corpus, NULL);
+		if (replay_header(buf, len))
+			accepted++;
+		else
+			rejected++;
+	}
+	ck_assert_uint_gt(accepted, HEADER_MUTATIONS / 100);
+	ck_assert_uint_gt(rejected, HEADER_MUTATIONS / 10);
+	free(valid.inputs);
+	replay_corpus_release(&corpus);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("vault");
 	TCase *tc = tcase_create("vault");
+	TCase *replay;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_header_known_answer);
@@ -561,5 +639,10 @@ int main(void)
 	tcase_add_test(tc, test_object_files);
 	tcase_add_test(tc, test_key_versions_in_use);
 	suite_add_tcase(suite, tc);
+
+	replay = tcase_create("replay");
+	tcase_set_timeout(replay, 30);
+	tcase_add_test(replay, test_header_fuzz_replay);
+	suite_add_tcase(suite, replay);
 	return harness_run(suite);
 }
