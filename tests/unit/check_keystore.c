@@ -19,6 +19,7 @@
 #include "lib/crypto.h"
 #include "lib/secret.h"
 #include "lib/store.h"
+#include "tests/fuzz/replay.h"
 #include "tests/harness.h"
 
 /* White-box knowledge of keystore.c's version records, for the raw tamper tests. */
@@ -898,6 +899,64 @@ START_TEST(test_dataset_record_tampered)
 }
 END_TEST
 
+/*
+ * The keystore records of the fuzz corpus, and seeded mutations of the valid ones: the
+ * decoder never crashes, and whatever it accepts re-encodes to exactly its bytes.
+ */
+#define ONDISK_CORPUS TEST_DATA_DIR "/fuzz/corpus-ondisk"
+#define RECORD_MUTATIONS 30000
+
+static bool replay_record(enum keystore_record kind, const uint8_t *in, size_t len)
+{
+	uint8_t out[KEYSTORE_RECORD_MAX];
+	size_t out_len = sizeof(out);
+	int ret = keystore_record_recode(out, &out_len, kind, in, len);
+
+	if (ret != 0) {
+		ck_assert_int_eq(ret, -EBADMSG);
+		return false;
+	}
+	ck_assert_uint_eq(out_len, len);
+	ck_assert(memcmp(out, in, len) == 0);
+	return true;
+}
+
+START_TEST(test_record_fuzz_replay)
+{
+	static const struct { int tag; enum keystore_record kind; } kinds[] = {
+		{ REPLAY_ONDISK_KEK_RECORD, KEYSTORE_RECORD_KEK },
+		{ REPLAY_ONDISK_DATASET_RECORD, KEYSTORE_RECORD_DATASET },
+		{ REPLAY_ONDISK_VERSION_RECORD, KEYSTORE_RECORD_VERSION },
+	};
+	uint64_t state = UINT64_C(0x6b657973746f7265);
+
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		uint8_t buf[KEYSTORE_RECORD_MAX];
+		struct replay_corpus corpus, valid = { NULL, 0 };
+		size_t accepted = 0;
+
+		ck_assert_int_eq(replay_corpus_load(&corpus, ONDISK_CORPUS, kinds[k].tag,
+						    sizeof(buf)), 0);
+		valid.inputs = calloc(corpus.count ? corpus.count : 1, sizeof(*valid.inputs));
+		ck_assert_ptr_nonnull(valid.inputs);
+		for (size_t i = 0; i < corpus.count; i++)
+			if (replay_record(kinds[k].kind, corpus.inputs[i].bytes, corpus.inputs[i].len))
+				valid.inputs[valid.count++] = corpus.inputs[i];
+		ck_assert_msg(valid.count > 0, "no valid seed of record kind '%c'", kinds[k].tag);
+		for (size_t i = 0; i < RECORD_MUTATIONS; i++) {
+			const struct replay_input *seed =
+				&valid.inputs[replay_below(&state, valid.count)];
+			memcpy(buf, seed->bytes, seed->len);
+			size_t len = replay_mutate(&state, buf, seed->len, sizeof(buf), &corpus, NULL);
+			accepted += replay_record(kinds[k].kind, buf, len);
+		}
+		ck_assert_uint_lt(accepted, RECORD_MUTATIONS);
+		free(valid.inputs);
+		replay_corpus_release(&corpus);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("keystore");
@@ -920,6 +979,7 @@ int main(void)
 	tcase_add_test(tc, test_pwhash_default_moderate);
 	tcase_add_test(tc, test_kek_read_file);
 	tcase_add_test(tc, test_dataset_record_tampered);
+	tcase_add_test(tc, test_record_fuzz_replay);
 	suite_add_tcase(suite, tc);
 	return harness_run(suite);
 }
