@@ -491,14 +491,20 @@ static bool is_lower_hex(const char *s, size_t len)
 	return s[len] == '\0';
 }
 
-/* Objects in one fan-out directory: names of 32 hex digits starting with its own two. */
-static int count_fanout(int objects_fd, const char *name, uint64_t *count)
+/*
+ * Call visit for every object name under dir/objects: fan-out directories of two hex
+ * digits, names of 32 hex digits that start with their directory's two. Stops at the
+ * first non-zero return of visit and returns it; 0 or -errno otherwise.
+ */
+typedef int (*object_visit)(void *arg, int fanout_fd, const struct dirent *entry);
+
+static int walk_fanout(int objects_fd, const char *fanout, object_visit visit, void *arg)
 {
 	struct dirent *entry;
 	DIR *d;
 	int fd, ret = 0;
 
-	fd = openat(objects_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	fd = openat(objects_fd, fanout, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return errno == ENOTDIR || errno == ELOOP ? 0 : -errno;
 	d = fdopendir(fd);
@@ -510,25 +516,26 @@ static int count_fanout(int objects_fd, const char *name, uint64_t *count)
 	errno = 0;
 	while ((entry = readdir(d)) != NULL) {
 		if (is_lower_hex(entry->d_name, 2 * OBJECT_ID_LEN) &&
-		    memcmp(entry->d_name, name, 2) == 0 &&
-		    (entry->d_type == DT_REG || entry->d_type == DT_UNKNOWN))
-			(*count)++;
+		    memcmp(entry->d_name, fanout, 2) == 0) {
+			ret = visit(arg, dirfd(d), entry);
+			if (ret != 0)
+				break;
+		}
 		errno = 0;
 	}
-	if (errno != 0)
+	if (ret == 0 && errno != 0)
 		ret = -errno;
 	closedir(d);
 	return ret;
 }
 
-int vault_object_count(const char *dir, uint64_t *count)
+static int walk_objects(const char *dir, object_visit visit, void *arg)
 {
 	char path[4096];
 	struct dirent *entry;
 	DIR *d;
 	int ret;
 
-	*count = 0;
 	ret = path_join(path, sizeof(path), dir, VAULT_OBJECTS_DIR);
 	if (ret < 0)
 		return ret;
@@ -538,8 +545,8 @@ int vault_object_count(const char *dir, uint64_t *count)
 	errno = 0;
 	while ((entry = readdir(d)) != NULL) {
 		if (is_lower_hex(entry->d_name, 2)) {
-			ret = count_fanout(dirfd(d), entry->d_name, count);
-			if (ret < 0)
+			ret = walk_fanout(dirfd(d), entry->d_name, visit, arg);
+			if (ret != 0)
 				break;
 		}
 		errno = 0;
@@ -548,6 +555,20 @@ int vault_object_count(const char *dir, uint64_t *count)
 		ret = -errno;
 	closedir(d);
 	return ret;
+}
+
+static int count_object(void *arg, int fanout_fd, const struct dirent *entry)
+{
+	(void)fanout_fd;
+	if (entry->d_type == DT_REG || entry->d_type == DT_UNKNOWN)
+		(*(uint64_t *)arg)++;
+	return 0;
+}
+
+int vault_object_count(const char *dir, uint64_t *count)
+{
+	*count = 0;
+	return walk_objects(dir, count_object, count);
 }
 
 /* Key version uses (for retiring a version), counted without a key. */
@@ -600,41 +621,14 @@ static uint32_t object_key_version_at(int fanout_fd, const char *name)
 	return header.key_version;
 }
 
-static int count_object_versions(int objects_fd, const char *fanout, struct use_count *c)
+static int count_object_version(void *arg, int fanout_fd, const struct dirent *entry)
 {
-	struct dirent *entry;
-	DIR *d;
-	int fd, ret = 0;
+	struct vault_key_use *use = use_of(arg, object_key_version_at(fanout_fd, entry->d_name));
 
-	fd = openat(objects_fd, fanout, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return errno == ENOTDIR || errno == ELOOP ? 0 : -errno;
-	d = fdopendir(fd);
-	if (d == NULL) {
-		ret = -errno;
-		close(fd);
-		return ret;
-	}
-	errno = 0;
-	while ((entry = readdir(d)) != NULL) {
-		struct vault_key_use *use;
-
-		if (!is_lower_hex(entry->d_name, 2 * OBJECT_ID_LEN) ||
-		    memcmp(entry->d_name, fanout, 2) != 0)
-			goto next;
-		use = use_of(c, object_key_version_at(dirfd(d), entry->d_name));
-		if (use == NULL) {
-			ret = -ENOMEM;
-			break;
-		}
-		use->objects++;
-next:
-		errno = 0;
-	}
-	if (ret == 0 && errno != 0)
-		ret = -errno;
-	closedir(d);
-	return ret;
+	if (use == NULL)
+		return -ENOMEM;
+	use->objects++;
+	return 0;
 }
 
 /* Every value of the vault's tables that holds sealed values. */
@@ -680,9 +674,7 @@ int vault_key_versions_in_use(const char *dir, struct vault_key_use **uses, size
 	struct use_count c = { 0 };
 	struct vault_header header;
 	struct store *store = NULL;
-	struct dirent *entry;
 	char path[4096];
-	DIR *d;
 	int ret;
 
 	*uses = NULL;
@@ -690,24 +682,7 @@ int vault_key_versions_in_use(const char *dir, struct vault_key_use **uses, size
 	ret = vault_header_read(dir, &header);
 	if (ret < 0)
 		return ret;
-	ret = path_join(path, sizeof(path), dir, VAULT_OBJECTS_DIR);
-	if (ret < 0)
-		return ret;
-	d = opendir(path);
-	if (d == NULL)
-		return -errno;
-	errno = 0;
-	while ((entry = readdir(d)) != NULL) {
-		if (is_lower_hex(entry->d_name, 2)) {
-			ret = count_object_versions(dirfd(d), entry->d_name, &c);
-			if (ret < 0)
-				break;
-		}
-		errno = 0;
-	}
-	if (ret == 0 && errno != 0)
-		ret = -errno;
-	closedir(d);
+	ret = walk_objects(dir, count_object_version, &c);
 	if (ret < 0)
 		goto out_free;
 
