@@ -34,45 +34,9 @@
 #define MOUNT_WAIT_MS 10000
 #define COMMAND_WAIT_MS 30000
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-}
 
-static const char *binary(const char *variable)
-{
-	const char *path = getenv(variable);
-	ck_assert_msg(path != NULL && path[0] != '\0',
-		      "environment variable %s (path of the binary) is not set", variable);
-	return path;
-}
 
-/* Wait for pid up to timeout_ms: its wait status, or -ETIMEDOUT. */
-static int wait_child(pid_t pid, int timeout_ms)
-{
-	int status;
-	for (int waited = 0;; waited += 10) {
-		pid_t done = waitpid(pid, &status, WNOHANG);
-		if (done == pid)
-			return status;
-		if (done == -1 && errno != EINTR)
-			return -errno;
-		if (waited >= timeout_ms)
-			return -ETIMEDOUT;
-		sleep_ms(10);
-	}
-}
 
-static int decode_status(int status)
-{
-	if (status < 0)
-		return status;
-	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	return 128 + WTERMSIG(status);
-}
 
 bool agent_is_mount(const char *path)
 {
@@ -141,22 +105,7 @@ static void detach_all_below(const char *root)
 		detach(points[i]);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (type == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
 
-static void remove_tree(const char *root)
-{
-	if (root[0] != '\0')
-		nftw(root, remove_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-}
 
 /* SIGKILL every process the fixture recorded (only ever its own children). */
 static void kill_recorded(const char *pids_path)
@@ -198,8 +147,8 @@ static void start_watchdog(struct agent_fixture *a)
 		if (byte != 'x') {
 			kill_recorded(a->pids);
 			detach_all_below(a->root);
-			sleep_ms(200);
-			remove_tree(a->root);
+			fixture_sleep_ms(200);
+			fixture_remove_tree(a->root);
 		}
 		_exit(0);
 	}
@@ -298,7 +247,7 @@ static int status_call(struct agent_fixture *a)
 
 void agent_fixture_start(struct agent_fixture *a, const char *faketime)
 {
-	const char *exe = binary("VAULT_KEYAGENT");
+	const char *exe = fixture_binary("VAULT_KEYAGENT");
 
 	ck_assert_msg(a->launcher == 0, "agent_fixture_start: the agent is running");
 	a->launcher = fork();
@@ -344,10 +293,10 @@ void agent_fixture_start(struct agent_fixture *a, const char *faketime)
 			char *text = fixture_read_text(a->log, NULL);
 			a->launcher = 0;
 			a->agent = 0;
-			ck_abort_msg("the agent exited (%d) during startup: %s", decode_status(status),
+			ck_abort_msg("the agent exited (%d) during startup: %s", fixture_decode_status(status),
 				     text ? text : "");
 		}
-		sleep_ms(10);
+		fixture_sleep_ms(10);
 	}
 	ck_abort_msg("the agent did not answer within %d ms (log %s)", START_WAIT_MS, a->log);
 }
@@ -357,7 +306,7 @@ static void end_agent(struct agent_fixture *a, int sig)
 	if (a->launcher <= 0)
 		return;
 	kill(a->agent > 0 ? a->agent : a->launcher, sig);
-	int status = wait_child(a->launcher, STOP_WAIT_MS);
+	int status = fixture_wait_child(a->launcher, STOP_WAIT_MS);
 	if (status == -ETIMEDOUT) {
 		if (a->agent > 0)
 			kill(a->agent, SIGKILL);
@@ -388,7 +337,7 @@ void agent_fixture_destroy(struct agent_fixture *a)
 	/* Daemons whose mount is gone exit by themselves; reap what is left. */
 	while (waitpid(-1, NULL, WNOHANG) > 0)
 		;
-	remove_tree(a->root);
+	fixture_remove_tree(a->root);
 	if (a->watchdog_fd != -1) {
 		if (write(a->watchdog_fd, "x", 1) != 1) {
 			/* the watchdog is gone: nothing left to tell it */
@@ -496,7 +445,7 @@ void agent_mount_init(struct agent_mount *m, struct agent_fixture *a, const char
 int agent_mount_try(struct agent_mount *m, const char *options)
 {
 	char opts[PATH_MAX + 600];
-	const char *exe = binary("VAULTFS");
+	const char *exe = fixture_binary("VAULTFS");
 
 	ck_assert_msg(!m->mounted, "agent_mount_try: %s is mounted", m->mnt);
 	snprintf(opts, sizeof(opts), "dataset=%s,agent=%s,allow_other%s%s", m->dataset,
@@ -523,10 +472,10 @@ int agent_mount_try(struct agent_mount *m, const char *options)
 		}
 		if (waitpid(m->daemon, &status, WNOHANG) == m->daemon) {
 			m->daemon = 0;
-			m->status = decode_status(status);
+			m->status = fixture_decode_status(status);
 			return m->status;
 		}
-		sleep_ms(10);
+		fixture_sleep_ms(10);
 	}
 	ck_abort_msg("%s did not become a mount within %d ms (log %s)", m->mnt, MOUNT_WAIT_MS,
 		     m->log);
@@ -552,13 +501,13 @@ int agent_mount_stop(struct agent_mount *m)
 	m->mounted = false;
 	detach(m->mnt);
 	if (m->daemon > 0) {
-		int status = wait_child(m->daemon, STOP_WAIT_MS);
+		int status = fixture_wait_child(m->daemon, STOP_WAIT_MS);
 		if (status == -ETIMEDOUT) {
 			kill(m->daemon, SIGKILL);
 			waitpid(m->daemon, NULL, 0);
 			result = -ETIMEDOUT;
 		} else {
-			result = decode_status(status);
+			result = fixture_decode_status(status);
 		}
 		m->status = result;
 		m->daemon = 0;
@@ -592,7 +541,7 @@ int agent_run_as(uid_t uid, gid_t gid, const gid_t *groups, size_t group_count,
 	while (waitpid(pid, &status, 0) == -1)
 		if (errno != EINTR)
 			return -errno;
-	return decode_status(status);
+	return fixture_decode_status(status);
 }
 
 bool agent_file_contains(const char *path, const void *needle, size_t len)

@@ -33,7 +33,7 @@ bool fixture_plain_mode(void)
 	return plain != NULL && strcmp(plain, "1") == 0;
 }
 
-static const char *binary(const char *variable)
+const char *fixture_binary(const char *variable)
 {
 	const char *path = getenv(variable);
 	ck_assert_msg(path != NULL && path[0] != '\0',
@@ -41,7 +41,7 @@ static const char *binary(const char *variable)
 	return path;
 }
 
-static void sleep_ms(long ms)
+void fixture_sleep_ms(long ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
 	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
@@ -63,7 +63,7 @@ bool fixture_is_mount(const char *path)
 }
 
 /* Wait for pid up to timeout_ms; returns its wait status, or -ETIMEDOUT. */
-static int wait_child(pid_t pid, int timeout_ms)
+int fixture_wait_child(pid_t pid, int timeout_ms)
 {
 	int status;
 	for (int waited = 0;; waited += 10) {
@@ -74,11 +74,11 @@ static int wait_child(pid_t pid, int timeout_ms)
 			return -errno;
 		if (waited >= timeout_ms)
 			return -ETIMEDOUT;
-		sleep_ms(10);
+		fixture_sleep_ms(10);
 	}
 }
 
-static int decode_status(int status)
+int fixture_decode_status(int status)
 {
 	if (status < 0)
 		return status;
@@ -116,12 +116,12 @@ int fixture_spawn(const char *const argv[], const char *output, int timeout_ms)
 	pid_t pid = spawn_async(argv, output);
 	if (pid == -1)
 		return -errno;
-	int status = wait_child(pid, timeout_ms);
+	int status = fixture_wait_child(pid, timeout_ms);
 	if (status == -ETIMEDOUT) {
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 	}
-	return decode_status(status);
+	return fixture_decode_status(status);
 }
 
 static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
@@ -135,7 +135,7 @@ static int remove_entry(const char *path, const struct stat *st, int type, struc
 	return 0;
 }
 
-static void remove_tree(const char *root)
+void fixture_remove_tree(const char *root)
 {
 	if (root[0] != '\0')
 		nftw(root, remove_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
@@ -178,8 +178,8 @@ static void start_watchdog(struct fixture *f)
 			;
 		if (byte != 'x') {
 			detach(f->mnt);
-			sleep_ms(200);
-			remove_tree(f->root);
+			fixture_sleep_ms(200);
+			fixture_remove_tree(f->root);
 		}
 		_exit(0);
 	}
@@ -207,7 +207,7 @@ void fixture_create(struct fixture *f, const char *options, bool mount)
 	start_watchdog(f);
 
 	if (!f->plain) {
-		const char *init[] = { binary("VAULTCTL"), "init", "--key-file", f->key,
+		const char *init[] = { fixture_binary("VAULTCTL"), "init", "--key-file", f->key,
 				       f->vault, NULL };
 		char out[PATH_MAX + 16];
 		snprintf(out, sizeof(out), "%s/vaultctl.out", f->root);
@@ -247,7 +247,7 @@ void fixture_mount(struct fixture *f)
 			       : snprintf(options, sizeof(options), "keyfile=%s", f->key);
 	if (f->options[0] != '\0')
 		snprintf(options + len, sizeof(options) - (size_t)len, ",%s", f->options);
-	const char *argv[] = { binary("VAULTFS"), "-f", "-o", options, f->vault, f->mnt, NULL };
+	const char *argv[] = { fixture_binary("VAULTFS"), "-f", "-o", options, f->vault, f->mnt, NULL };
 	f->daemon = spawn_async(argv, f->log);
 	ck_assert_msg(f->daemon > 0, "fork: %s", strerror(errno));
 
@@ -262,9 +262,9 @@ void fixture_mount(struct fixture *f)
 			f->daemon_status = status;
 			log_tail(f, tail, sizeof(tail));
 			ck_abort_msg("vaultfs exited (%d) before mounting: %s",
-				     decode_status(status), tail);
+				     fixture_decode_status(status), tail);
 		}
-		sleep_ms(10);
+		fixture_sleep_ms(10);
 	}
 	log_tail(f, tail, sizeof(tail));
 	ck_abort_msg("%s did not become a mount within %d ms: %s", f->mnt, MOUNT_WAIT_MS,
@@ -282,13 +282,13 @@ static int unmount_quietly(struct fixture *f)
 		return 0;
 	detach(f->mnt);
 	if (f->daemon > 0) {
-		int status = wait_child(f->daemon, UNMOUNT_WAIT_MS);
+		int status = fixture_wait_child(f->daemon, UNMOUNT_WAIT_MS);
 		if (status == -ETIMEDOUT) {
 			kill(f->daemon, SIGKILL);
 			waitpid(f->daemon, &status, 0);
 			result = -ETIMEDOUT;
 		} else {
-			result = decode_status(status);
+			result = fixture_decode_status(status);
 		}
 		f->daemon_status = status;
 		f->daemon = 0;
@@ -342,7 +342,7 @@ void fixture_destroy(struct fixture *f)
 		waitpid(f->daemon, NULL, 0);
 		f->daemon = 0;
 	}
-	remove_tree(f->root);
+	fixture_remove_tree(f->root);
 	if (f->watchdog_fd != -1) {
 		if (write(f->watchdog_fd, "x", 1) != 1) {
 			/* the watchdog is gone: nothing left to tell it */
@@ -436,7 +436,7 @@ int fixture_run_as(uid_t uid, gid_t gid, int (*fn)(void *arg), void *arg)
 	while (waitpid(pid, &status, 0) == -1)
 		if (errno != EINTR)
 			return -errno;
-	return decode_status(status);
+	return fixture_decode_status(status);
 }
 
 char *fixture_read_text(const char *path, size_t *len)

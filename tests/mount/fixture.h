@@ -133,6 +133,17 @@ int fixture_object_ids(const struct fixture *f, char ids[][FIXTURE_ID_HEX_LEN + 
 /* Path of the object file with that id, in buf (PATH_MAX). */
 void fixture_object_path(const struct fixture *f, const char *id, char *buf);
 
+/* Small helpers shared with agent_fixture.c. */
+/* The path in environment variable variable (fails the test when unset). */
+const char *fixture_binary(const char *variable);
+void fixture_sleep_ms(long ms);
+/* Wait for pid up to timeout_ms: its wait status, or -errno (-ETIMEDOUT). */
+int fixture_wait_child(pid_t pid, int timeout_ms);
+/* A wait status as an exit code: the status, or 128 + signal; negative stays. */
+int fixture_decode_status(int status);
+/* Remove root and everything below it, not crossing mounts. */
+void fixture_remove_tree(const char *root);
+
 /* Is path a mount point (st_dev differs from its parent's)? */
 bool fixture_is_mount(const char *path);
 
