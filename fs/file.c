@@ -20,6 +20,8 @@
 
 #include "lib/extent.h"
 #include "lib/log.h"
+#include "lib/rekey.h"
+#include "lib/store.h"
 #include "lib/vault.h"
 
 /* Blocks sealed or opened per pread/pwrite: large enough for 1 MiB FUSE requests. */
@@ -47,47 +49,12 @@ static int object_fault(const struct vnode *node, uint64_t block, const char *wh
 	return -EIO;
 }
 
-static void header_of(struct object_header *header, const struct vfs *vfs,
-		      const struct meta_inode *rec)
-{
-	memset(header, 0, sizeof(*header));
-	header->format_version = OBJECT_FORMAT_VERSION;
-	header->cipher = (uint32_t)vfs->cipher;
-	header->key_version = rec->key_version;
-	header->block_size = OBJECT_BLOCK_SIZE;
-	memcpy(header->object_id, rec->object_id, OBJECT_ID_LEN);
-	memcpy(header->vault_id, vfs->vault->header.vault_id, VAULT_ID_LEN);
-}
-
-/* Write a new object file holding only its header; rec gets the new id and version. */
-static int write_new_object(struct vfs *vfs, struct meta_inode *rec, int *fd_out)
-{
-	uint8_t encoded[OBJECT_HEADER_LEN];
-	struct object_header header;
-	int fd;
-
-	crypto_random(rec->object_id, OBJECT_ID_LEN);
-	rec->key_version = meta_key_version(vfs->vault->meta);
-	header_of(&header, vfs, rec);
-	object_header_encode(encoded, &header);
-	fd = vault_object_open(vfs->vault, rec->object_id, O_RDWR | O_CREAT | O_EXCL);
-	if (fd < 0)
-		return fd;
-	if (pwrite(fd, encoded, sizeof(encoded), 0) != (ssize_t)sizeof(encoded)) {
-		int err = errno ? -errno : -EIO;
-		close(fd);
-		(void)vault_object_unlink(vfs->vault, rec->object_id);
-		return err;
-	}
-	*fd_out = fd;
-	return 0;
-}
-
 int file_create_object(struct vfs *vfs, struct meta_inode *rec, int *fd_out)
 {
-	int err = write_new_object(vfs, rec, fd_out);
-	if (err)
-		return err;
+	int fd = vault_object_create(vfs->vault, rec);
+	if (fd < 0)
+		return fd;
+	*fd_out = fd;
 	rec->budget_reserved = 0;
 	/* Room for the first writes, so they need no commit of their own. */
 	rec->object_max_len = OBJECT_HEADER_LEN + OBJECT_RESERVE_BLOCKS * vfs->stride;
@@ -100,7 +67,7 @@ void file_adopt_object(struct vfs *vfs, struct vnode *node, int fd)
 	struct object_header header;
 
 	pthread_rwlock_wrlock(&node->lock);
-	header_of(&header, vfs, &node->rec);
+	vault_object_header(vfs->vault, &node->rec, &header);
 	if (node->object_fd < 0 && !node->object_error &&
 	    node_object_key(vfs, &header, &node->key) == 0) {
 		node->object_fd = fd;
@@ -113,67 +80,26 @@ void file_adopt_object(struct vfs *vfs, struct vnode *node, int fd)
 		close(fd);
 }
 
-/* Last block index that holds data, +1; 0 when the file has no data blocks. */
-static uint64_t data_end_block(const struct meta_inode *rec)
-{
-	uint64_t count = object_block_count(rec->size);
-	while (count > 0) {
-		/* Skip a trailing hole in one step. */
-		uint64_t last = count - 1;
-		if (!extent_is_hole(rec, last))
-			return count;
-		uint64_t i = 0;
-		while (i < rec->hole_count && rec->holes[i].end < count)
-			i++;
-		count = rec->holes[i].start;
-	}
-	return 0;
-}
-
 /* Open the object and check it against the record (write lock held). Mismatches are
  * remembered in object_error so every read and write of the file fails with EIO. */
 static int attach(struct vfs *vfs, struct vnode *node)
 {
-	uint8_t encoded[OBJECT_HEADER_LEN];
-	struct object_header expected, found;
-	struct stat st;
-	int fd;
+	struct object_header header;
+	const char *why = NULL;
+	int fd, err;
 
 	if (node->object_fd >= 0 || node->object_error)
 		return node->object_error;
-	fd = vault_object_open(vfs->vault, node->rec.object_id,
-			       vfs->read_only ? O_RDONLY : O_RDWR);
-	if (fd == -ENOENT) {
-		node->object_error = object_fault(node, UINT64_MAX, "object file is missing");
+	fd = vault_object_attach(vfs->vault, &node->rec, vfs->read_only ? O_RDONLY : O_RDWR,
+				 &why);
+	if (fd == -EIO && why) {
+		node->object_error = object_fault(node, UINT64_MAX, why);
 		return node->object_error;
 	}
 	if (fd < 0)
 		return fd;
-	header_of(&expected, vfs, &node->rec);
-	if (pread(fd, encoded, sizeof(encoded), 0) != (ssize_t)sizeof(encoded) ||
-	    object_header_decode(&found, encoded) != 0 ||
-	    memcmp(&found, &expected, sizeof(found)) != 0) {
-		node->object_error = object_fault(node, UINT64_MAX,
-			"header does not match the metadata (swapped or damaged object)");
-		goto out_close;
-	}
-	if (fstat(fd, &st) != 0) {
-		int err = -errno;
-		close(fd);
-		return err;
-	}
-	if ((uint64_t)st.st_size > node->rec.object_max_len) {
-		node->object_error = object_fault(node, UINT64_MAX,
-			"longer than the metadata allows (extended object)");
-		goto out_close;
-	}
-	uint64_t data_end = data_end_block(&node->rec);
-	if (data_end && (uint64_t)st.st_size < (uint64_t)object_block_offset(vfs->cipher, data_end)) {
-		node->object_error = object_fault(node, UINT64_MAX,
-			"shorter than the metadata says (truncated object)");
-		goto out_close;
-	}
-	int err = node_object_key(vfs, &found, &node->key);
+	vault_object_header(vfs->vault, &node->rec, &header);
+	err = node_object_key(vfs, &header, &node->key);
 	if (err) {
 		close(fd);
 		return err;
@@ -182,10 +108,6 @@ static int attach(struct vfs *vfs, struct vnode *node)
 	node->budget.used = node->rec.budget_reserved;
 	node->budget.reserved = node->rec.budget_reserved;
 	return 0;
-
-out_close:
-	close(fd);
-	return node->object_error;
 }
 
 static void detach(struct vnode *node)
@@ -281,82 +203,31 @@ out_unlock:
 	return err;
 }
 
-/* Re-encrypt the whole file into a fresh object under a fresh file key (write lock
- * held): used when the file key's nonce budget is spent. */
-static int reencrypt(struct vfs *vfs, struct vnode *node)
+int file_reencrypt(struct vfs *vfs, struct vnode *node, uint8_t old_id[OBJECT_ID_LEN])
 {
 	struct meta_inode fresh;
-	struct object_header header;
-	struct object_key *key = NULL;
-	struct object_budget budget = { 0, 0 };
-	uint8_t old_id[OBJECT_ID_LEN];
-	int fd = -1, err;
-	uint64_t count = object_block_count(node->rec.size);
-	/* Not the scratch buffers: the write that triggered this is using them. */
-	uint8_t *block = malloc(OBJECT_BLOCK_SIZE);
-	uint8_t *sealed = malloc(vfs->stride);
+	struct object_key *key;
+	struct object_budget budget;
+	int fd, err;
 
-	if (!block || !sealed) {
-		free(block);
-		free(sealed);
-		return -ENOMEM;
-	}
-	err = meta_inode_copy(&fresh, &node->rec);
+	err = attach(vfs, node);
 	if (err)
-		goto out_free;
-	err = write_new_object(vfs, &fresh, &fd);
+		return err;
+	err = rekey_copy_object(vfs->vault, &node->rec, node->object_fd, node->key,
+				vfs->budget_limit, &fresh, &fd, &key, &budget);
 	if (err)
-		goto out_release;
-	header_of(&header, vfs, &fresh);
-	err = node_object_key(vfs, &header, &key);
-	if (err)
-		goto out_unlink;
-	for (uint64_t i = 0; i < count; i++) {
-		if (extent_is_hole(&node->rec, i))
-			continue;
-		err = read_blocks(vfs, node, i, 1, block);
-		if (!err && object_budget_take(&budget, 1, vfs->budget_limit) < 0)
-			err = -EKEYEXPIRED;
-		if (!err)
-			err = object_block_seal(sealed, block, i, key);
-		if (!err && pwrite(fd, sealed, vfs->stride, object_block_offset(vfs->cipher, i)) !=
-			    (ssize_t)vfs->stride)
-			err = -EIO;
-		if (err)
-			goto out_unlink;
-	}
-	if (fdatasync(fd) != 0) {
-		err = -errno;
-		goto out_unlink;
-	}
-	fresh.budget_reserved = budget.reserved;
-	fresh.object_max_len = (uint64_t)object_block_offset(vfs->cipher, count);
+		return err;
 	memcpy(old_id, node->rec.object_id, OBJECT_ID_LEN);
 	meta_inode_release(&node->rec);
 	node->rec = fresh;
-	memset(&fresh, 0, sizeof(fresh));
-	err = node_save(vfs, node);
-	if (err)
-		log_error("inode %llu: re-encrypted object not recorded: %s",
-			  (unsigned long long)node->ino, strerror(-err));
 	detach(node);
 	node->object_fd = fd;
 	node->key = key;
 	node->budget = budget;
-	(void)vault_object_unlink(vfs->vault, old_id);
-	log_info("inode %llu: file key reached its encryption limit; re-encrypted under a new key",
-		 (unsigned long long)node->ino);
-	goto out_free;
-
-out_unlink:
-	object_key_free(key);
-	close(fd);
-	(void)vault_object_unlink(vfs->vault, fresh.object_id);
-out_release:
-	meta_inode_release(&fresh);
-out_free:
-	free(block);
-	free(sealed);
+	err = node_save(vfs, node);
+	if (err)
+		log_error("inode %llu: re-encrypted object not recorded: %s",
+			  (unsigned long long)node->ino, strerror(-err));
 	return err;
 }
 
@@ -365,9 +236,16 @@ static int take_budget(struct vfs *vfs, struct vnode *node, uint64_t count)
 {
 	int taken = object_budget_take(&node->budget, count, vfs->budget_limit);
 	if (taken == -EKEYEXPIRED) {
-		int err = reencrypt(vfs, node);
+		uint8_t old_id[OBJECT_ID_LEN];
+		int err = file_reencrypt(vfs, node, old_id);
+		/* The old object goes once the store durably names the new one. */
+		if (!err)
+			err = store_sync(vfs->vault->store);
 		if (err)
 			return err;
+		(void)vault_object_unlink(vfs->vault, old_id);
+		log_info("inode %llu: file key reached its encryption limit; re-encrypted under "
+			 "a new key", (unsigned long long)node->ino);
 		taken = object_budget_take(&node->budget, count, vfs->budget_limit);
 	}
 	if (taken < 0)

@@ -232,10 +232,18 @@ static int renew_once(struct lease *lease)
 	request.type = PROTOCOL_RENEW;
 	request.lease_id = lease->id;
 	snprintf(request.name, sizeof(request.name), "%s", lease->dataset);
+	vfs_rekey_status(lease->vfs, &request.rekey);
 	err = agent_call(agent, &request, &reply);
 	agent_close(agent);
 	if (!err) {
 		err = take_keys(lease->keys, &reply);
+		/* After the keys: the run needs the version it is asked to reach. */
+		if (!err && reply.rekey.state == PROTOCOL_REKEY_REQUESTED) {
+			int started = vfs_rekey_start(lease->vfs, reply.rekey.version);
+			if (started)
+				log_error("cannot start the rekey the agent asked for: %s",
+					  strerror(-started));
+		}
 		/* Someone may have lost access: pages and attributes the kernel cached for
 		 * them must not keep answering without asking the gate. */
 		if (take_grants(lease->vfs->access, &reply) && lease->vfs->session)

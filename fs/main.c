@@ -345,6 +345,7 @@ static int serve(struct vfs *vfs, struct fuse_args *args, const struct options *
 	status = fuse_session_loop_mt(session, loop) < 0 ? 1 : 0;
 	fuse_loop_cfg_destroy(loop);
 	lease_stop(lease);
+	vfs_rekey_stop(vfs);
 out_flusher:
 	flusher_stop(vfs);
 out_unmount:

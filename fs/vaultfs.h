@@ -82,6 +82,8 @@ struct vfs {
 	uint32_t dek_versions[VFS_DEK_CACHE];
 	uint8_t *deks[VFS_DEK_CACHE];
 
+	struct vfs_rekey *rekey;       /* rekey.c: NULL until the agent first asks */
+
 	pthread_t flusher;
 	pthread_mutex_t flusher_lock;
 	pthread_cond_t flusher_wake;
@@ -143,6 +145,11 @@ int do_read(struct vfs *vfs, struct vnode *node, uint8_t *out, size_t size, off_
 int do_write(struct vfs *vfs, struct vnode *node, const uint8_t *in, size_t size, off_t off);
 int do_fsync(struct vfs *vfs, struct vnode *node, bool datasync);
 int do_flush(struct vfs *vfs, struct vnode *node);
+/* Copy the file into a new object under a fresh file key and the newest key version and
+ * store its record (write lock held): when the file key's nonce budget is spent, and to
+ * rekey. The old object, whose id goes to old_id, is the caller's to remove once the
+ * store is synced. */
+int file_reencrypt(struct vfs *vfs, struct vnode *node, uint8_t old_id[OBJECT_ID_LEN]);
 /* Change the size (write lock held). */
 int file_truncate(struct vfs *vfs, struct vnode *node, uint64_t size);
 
@@ -187,6 +194,16 @@ int gate_enter(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino,
 	       const char *name);
 /* After the work, with its result (0 or -errno). */
 void gate_leave(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino, int result);
+
+/* rekey.c: rekeying the mounted vault when the key agent asks (lib/rekey.h has the
+ * steps). One run at a time, on its own thread, alongside every other request. */
+struct protocol_rekey;
+/* Start a run to version unless one is running (then nothing changes). */
+int vfs_rekey_start(struct vfs *vfs, uint32_t version);
+/* The current or last run, for the agent (state 0: none ever started). */
+void vfs_rekey_status(struct vfs *vfs, struct protocol_rekey *out);
+/* Stop a run and wait for its thread (before the vfs goes away). */
+void vfs_rekey_stop(struct vfs *vfs);
 
 /* lease.c: mounting through the key agent. */
 struct lease;

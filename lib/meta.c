@@ -944,6 +944,136 @@ int meta_inode_count(struct meta_txn *txn, size_t *count)
 	return store_count(txn->store_txn, STORE_INODES, count);
 }
 
+int meta_inode_next(struct meta_txn *txn, uint64_t after, struct meta_inode *out)
+{
+	struct store_slice key, value;
+	struct store_cursor *cursor;
+	uint8_t start[INO_KEY_LEN];
+	size_t len;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if (after == UINT64_MAX)
+		return -ENOENT;
+	ino_key(start, after + 1);
+	ret = store_cursor_open(txn->store_txn, STORE_INODES, &cursor);
+	if (ret < 0)
+		return ret;
+	ret = store_cursor_seek(cursor, (struct store_slice){ start, sizeof(start) }, &key, &value);
+	if (ret == 0 && key.len != INO_KEY_LEN)
+		ret = -EBADMSG;
+	if (ret == 0)
+		ret = buf_reserve(&txn->plain, &txn->plain_cap, value.len);
+	if (ret == 0)
+		ret = value_open(txn->meta, STORE_INODES, key.data, key.len, value, txn->plain,
+				 txn->plain_cap, &len);
+	if (ret == 0)
+		ret = meta_inode_decode(out, txn->plain, len);
+	if (ret == 0 && out->ino != get_be64(key.data)) {
+		meta_inode_release(out);
+		ret = -EBADMSG;
+	}
+	store_cursor_close(cursor);
+	return ret;
+}
+
+/* The tables whose values are sealed (orphans hold empty values). */
+static const enum store_table sealed_tables[] = {
+	STORE_META, STORE_INODES, STORE_DIRENTS, STORE_XATTRS,
+};
+#define SEALED_TABLE_COUNT (sizeof(sealed_tables) / sizeof(sealed_tables[0]))
+
+static bool sealed_older(struct store_slice value, uint32_t below)
+{
+	return value.len < VALUE_VERSION_LEN || get_le32(value.data) < below;
+}
+
+int meta_count_older(struct meta_txn *txn, uint32_t below, uint64_t *count)
+{
+	int ret = 0;
+
+	*count = 0;
+	for (size_t t = 0; t < SEALED_TABLE_COUNT && ret == 0; t++) {
+		struct store_slice key, value;
+		struct store_cursor *cursor;
+
+		ret = store_cursor_open(txn->store_txn, sealed_tables[t], &cursor);
+		if (ret < 0)
+			break;
+		ret = store_cursor_seek(cursor, (struct store_slice){ NULL, 0 }, &key, &value);
+		for (; ret == 0; ret = store_cursor_next(cursor, &key, &value))
+			*count += sealed_older(value, below);
+		if (ret == -ENOENT)
+			ret = 0;
+		store_cursor_close(cursor);
+	}
+	return ret;
+}
+
+/* Re-seal the value under table/key (sealed under an older version) under the newest. */
+static int reseal_one(struct meta_txn *txn, enum store_table table, const uint8_t *key,
+		      size_t key_len)
+{
+	size_t len;
+	int ret = value_get(txn, table, key, key_len, &len);
+
+	/* value_put seals from txn->sealed, value_get opened into txn->plain. */
+	if (ret == 0)
+		ret = value_put(txn, table, key, key_len, txn->plain, len, 0);
+	return ret;
+}
+
+int meta_reseal_older(struct meta_txn *txn, uint32_t below, size_t max, size_t *count)
+{
+	/* Keys are collected first, then re-sealed: no writes under an open cursor. */
+	uint8_t (*keys)[STORE_KEY_MAX] = NULL;
+	size_t *key_lens = NULL;
+	int ret = 0;
+
+	*count = 0;
+	if (max == 0)
+		return 0;
+	keys = malloc(max * sizeof(*keys));
+	key_lens = malloc(max * sizeof(*key_lens));
+	if (keys == NULL || key_lens == NULL) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	for (size_t t = 0; t < SEALED_TABLE_COUNT && ret == 0 && *count < max; t++) {
+		struct store_slice key, value;
+		struct store_cursor *cursor;
+		size_t found = 0;
+
+		ret = store_cursor_open(txn->store_txn, sealed_tables[t], &cursor);
+		if (ret < 0)
+			break;
+		ret = store_cursor_seek(cursor, (struct store_slice){ NULL, 0 }, &key, &value);
+		for (; ret == 0 && *count + found < max;
+		     ret = store_cursor_next(cursor, &key, &value)) {
+			if (!sealed_older(value, below))
+				continue;
+			if (key.len > STORE_KEY_MAX) {
+				ret = -EBADMSG;
+				break;
+			}
+			memcpy(keys[found], key.data, key.len);
+			key_lens[found++] = key.len;
+		}
+		if (ret == -ENOENT)
+			ret = 0;
+		store_cursor_close(cursor);
+		for (size_t i = 0; i < found && ret == 0; i++) {
+			ret = reseal_one(txn, sealed_tables[t], keys[i], key_lens[i]);
+			if (ret == 0)
+				(*count)++;
+		}
+	}
+out_free:
+	free(keys);
+	free(key_lens);
+	return ret;
+}
+
 /* Directory entries. */
 
 int meta_dirent_get(struct meta_txn *txn, uint64_t dir, const char *name, size_t name_len,

@@ -167,6 +167,18 @@ int meta_orphan_iterate(struct meta_txn *txn, int (*fn)(void *arg, uint64_t ino)
 /* Number of inode records (for info and fsck). */
 int meta_inode_count(struct meta_txn *txn, size_t *count) __attribute__((warn_unused_result));
 
+/* Rekeying (lib/rekey.h). The first inode record numbered above after: 0, -ENOENT
+ * past the last one. */
+int meta_inode_next(struct meta_txn *txn, uint64_t after, struct meta_inode *out)
+	__attribute__((warn_unused_result));
+/* Values sealed under versions older than below: count them, or re-seal at most max of
+ * them under the newest version (write transaction; *count: how many were, fewer than
+ * max when none are left). Each is authenticated before it is sealed again. */
+int meta_count_older(struct meta_txn *txn, uint32_t below, uint64_t *count)
+	__attribute__((warn_unused_result));
+int meta_reseal_older(struct meta_txn *txn, uint32_t below, size_t max, size_t *count)
+	__attribute__((warn_unused_result));
+
 /* Revocation: wipe the cached metadata keys and the index key in place; every later
  * read or write of a record fails (-EKEYREVOKED). Irreversible for this struct meta. */
 void meta_revoke_keys(struct meta *meta);

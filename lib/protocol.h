@@ -49,14 +49,41 @@ enum protocol_type {
 	PROTOCOL_DATASET_LIST = 21,    /* -> names */
 	PROTOCOL_LEASE = 30,           /* name, text: host -> lease_id, ttl, path, keys,
 					  version (newest), grants, mode (caller's) */
-	PROTOCOL_RENEW = 31,           /* lease_id -> ttl, grants, keys (new versions) */
+	PROTOCOL_RENEW = 31,           /* lease_id [, rekey: the daemon's progress] -> ttl,
+					  grants, keys (new versions) [, rekey: REQUESTED] */
 	PROTOCOL_RELEASE = 32,         /* lease_id -> (nothing): unmounted */
 	PROTOCOL_REVOKE = 33,          /* name (all leases of a dataset) or lease_id */
 	PROTOCOL_KEY_ROTATE = 40,      /* name -> version */
 	PROTOCOL_KEY_RETIRE = 41,      /* name, version */
 	PROTOCOL_KEY_SHRED = 42,       /* name */
 	PROTOCOL_KEK_ROTATE = 43,      /* secret: new passphrase (passphrase KEKs only) */
+	PROTOCOL_REKEY = 44,           /* name [, version: only report on that run] ->
+					  rekey, text (who does it: online or offline) */
 	PROTOCOL_POLICY_RELOAD = 50,
+};
+
+/*
+ * Re-encrypting a dataset under its newest key version ("rekey"), carried as one
+ * fixed field: version u32, state u32, done u64, total u64 (done <= total, version >= 1,
+ * state one of these). Absent from a message: state 0.
+ *   REKEY reply: the run to version and how far it is.
+ *   RENEW reply: REQUESTED, asking the mount's daemon to rekey to version (done = total
+ *   = 0) - sent while the agent wants that and has not yet heard RUNNING.
+ *   RENEW request: the daemon's own run, RUNNING / DONE / FAILED with its counts; sent
+ *   in every renewal once the daemon has begun a run.
+ */
+enum protocol_rekey_state {
+	PROTOCOL_REKEY_REQUESTED = 1,
+	PROTOCOL_REKEY_RUNNING = 2,
+	PROTOCOL_REKEY_DONE = 3,
+	PROTOCOL_REKEY_FAILED = 4,
+};
+
+struct protocol_rekey {
+	uint32_t version;
+	uint32_t state;       /* enum protocol_rekey_state; 0: no rekey field */
+	uint64_t done;        /* objects and metadata values re-encrypted */
+	uint64_t total;       /* found under older versions when the run began */
 };
 
 struct protocol_key {
@@ -83,6 +110,7 @@ struct protocol_message {
 	char **names;                   /* owned */
 	size_t name_count;
 	struct policy_grants grants;    /* owned */
+	struct protocol_rekey rekey;
 };
 
 /* Wipe and free everything a message owns, and zero it. */

@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #define STORE_MAX_READERS 256
-#define STORE_KEY_MAX 511
 
 /* Table names are on-disk format: never rename. */
 static const char *const table_names[STORE_TABLE_COUNT] = {

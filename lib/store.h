@@ -101,8 +101,9 @@ int store_get(struct store_txn *txn, enum store_table table, struct store_slice 
 	      struct store_slice *val) __attribute__((warn_unused_result));
 
 #define STORE_NO_OVERWRITE 0x1
+#define STORE_KEY_MAX 511
 /* Returns 0, -EEXIST (with STORE_NO_OVERWRITE), -ENOSPC, -EINVAL (key too long:
- * keys are at most 511 bytes). */
+ * keys are at most STORE_KEY_MAX bytes). */
 int store_put(struct store_txn *txn, enum store_table table, struct store_slice key,
 	      struct store_slice val, unsigned flags) __attribute__((warn_unused_result));
 /* Returns 0, -ENOENT. */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "lib/bytes.h"
+#include "lib/extent.h"
 #include "lib/keysource.h"
 #include "lib/meta.h"
 #include "lib/secret.h"
@@ -30,11 +31,12 @@
 #define OFF_FLAGS 16
 #define OFF_CREATED 20
 #define OFF_VAULT_ID 28
-#define OFF_RESERVED (OFF_VAULT_ID + VAULT_ID_LEN)
+#define OFF_CHECK_VERSION (OFF_VAULT_ID + VAULT_ID_LEN)
+#define OFF_RESERVED (OFF_CHECK_VERSION + 4)
 #define OFF_KEY_CHECK 64
 #define OFF_MAC (OFF_KEY_CHECK + VAULT_CHECK_LEN)
 
-_Static_assert(OFF_RESERVED + 20 == OFF_KEY_CHECK, "20 reserved header bytes");
+_Static_assert(OFF_RESERVED + 16 == OFF_KEY_CHECK, "16 reserved header bytes");
 _Static_assert(OFF_MAC + VAULT_CHECK_LEN == VAULT_HEADER_LEN, "header length");
 _Static_assert(VAULT_OBJECT_PATH_LEN == 2 + 1 + 2 * OBJECT_ID_LEN + 1, "object path length");
 
@@ -47,6 +49,7 @@ void vault_header_encode(uint8_t out[VAULT_HEADER_LEN], const struct vault_heade
 	put_le32(out + OFF_FLAGS, header->flags);
 	put_le64(out + OFF_CREATED, header->created);
 	memcpy(out + OFF_VAULT_ID, header->vault_id, VAULT_ID_LEN);
+	put_le32(out + OFF_CHECK_VERSION, header->check_version == 1 ? 0 : header->check_version);
 	memcpy(out + OFF_KEY_CHECK, header->key_check, VAULT_CHECK_LEN);
 	memcpy(out + OFF_MAC, header->mac, VAULT_CHECK_LEN);
 }
@@ -69,6 +72,12 @@ int vault_header_decode(struct vault_header *header, const uint8_t in[VAULT_HEAD
 	header->flags = get_le32(in + OFF_FLAGS);
 	header->created = get_le64(in + OFF_CREATED);
 	memcpy(header->vault_id, in + OFF_VAULT_ID, VAULT_ID_LEN);
+	header->check_version = get_le32(in + OFF_CHECK_VERSION);
+	/* 1 is written as 0: one encoding per header. */
+	if (header->check_version == 1)
+		return -EBADMSG;
+	if (header->check_version == 0)
+		header->check_version = 1;
 	memcpy(header->key_check, in + OFF_KEY_CHECK, VAULT_CHECK_LEN);
 	memcpy(header->mac, in + OFF_MAC, VAULT_CHECK_LEN);
 	return 0;
@@ -115,7 +124,7 @@ int vault_header_read(const char *dir, struct vault_header *header)
 	return ret;
 }
 
-/* key_check and mac of header under dek (version 1). mac covers the encoded bytes
+/* key_check and mac of header under dek (version check_version). mac covers the encoded bytes
  * before it, so it is computed over the encoding with key_check in place. */
 static int header_check_values(const struct vault_header *header, const uint8_t *dek,
 			       uint8_t key_check[VAULT_CHECK_LEN], uint8_t mac[VAULT_CHECK_LEN])
@@ -149,6 +158,23 @@ static int write_all(int fd, const uint8_t *buf, size_t len)
 
 /* Temp file, fsync, rename, fsync of the directory: the header is there whole or not
  * at all. */
+static int write_all_at(int fd, const uint8_t *buf, size_t len, off_t off)
+{
+	while (len > 0) {
+		ssize_t n = pwrite(fd, buf, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		buf += n;
+		off += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 static int write_header_at(int dir_fd, const uint8_t bytes[VAULT_HEADER_LEN])
 {
 	int fd, ret;
@@ -311,6 +337,7 @@ int vault_create(const char *dir, enum crypto_cipher cipher, uint32_t flags,
 	header.flags = flags;
 	header.created = (uint64_t)time(NULL);
 	crypto_random(header.vault_id, VAULT_ID_LEN);
+	header.check_version = 1;
 	ret = header_check_values(&header, dek, header.key_check, header.mac);
 	if (ret < 0)
 		goto out_undo;
@@ -381,7 +408,7 @@ int vault_open(struct vault **out, const char *dir, struct keysource *keys, unsi
 	ret = read_header_at(vault->dir_fd, &vault->header);
 	if (ret < 0)
 		goto out_close;
-	ret = keysource_get(keys, 1, dek);
+	ret = keysource_get(keys, vault->header.check_version, dek);
 	if (ret < 0)
 		goto out_close;
 	ret = header_check_values(&vault->header, dek, key_check, mac);
@@ -430,6 +457,38 @@ out_close:
 	secret_wipe(mac, sizeof(mac));
 	secret_free(dek);
 	vault_close(vault);
+	return ret;
+}
+
+int vault_rebind(struct vault *vault, uint32_t version)
+{
+	struct vault_header header = vault->header;
+	uint8_t bytes[VAULT_HEADER_LEN];
+	uint8_t *dek;
+	int ret;
+
+	if (version == 0)
+		return -EINVAL;
+	if (version == header.check_version)
+		return 0;
+	dek = secret_alloc(CRYPTO_KEY_LEN);
+	if (dek == NULL)
+		return -ENOMEM;
+	ret = keysource_get(vault->keys, version, dek);
+	if (ret < 0)
+		goto out_free;
+	header.check_version = version;
+	ret = header_check_values(&header, dek, header.key_check, header.mac);
+	if (ret < 0)
+		goto out_free;
+	vault_header_encode(bytes, &header);
+	/* Left by a rebind that was interrupted: the header itself was never touched. */
+	(void)unlinkat(vault->dir_fd, HEADER_TEMP_FILE, 0);
+	ret = write_header_at(vault->dir_fd, bytes);
+	if (ret == 0)
+		vault->header = header;
+out_free:
+	secret_free(dek);
 	return ret;
 }
 
@@ -482,6 +541,113 @@ int vault_object_unlink(struct vault *vault, const uint8_t object_id[OBJECT_ID_L
 	return unlinkat(vault->objects_fd, path, 0) < 0 ? -errno : 0;
 }
 
+/* The header of the object open on fd: 0, -EBADMSG (unreadable, short, malformed). */
+static int object_header_at(int fd, struct object_header *header)
+{
+	uint8_t bytes[OBJECT_HEADER_LEN];
+	ssize_t n;
+
+	do {
+		n = pread(fd, bytes, sizeof(bytes), 0);
+	} while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(bytes) || object_header_decode(header, bytes) != 0)
+		return -EBADMSG;
+	return 0;
+}
+
+/* Last block index that holds data, +1; 0 when the file has no data blocks. */
+static uint64_t data_end_block(const struct meta_inode *rec)
+{
+	uint64_t count = object_block_count(rec->size);
+
+	while (count > 0) {
+		uint64_t last = count - 1;
+		if (!extent_is_hole(rec, last))
+			return count;
+		/* Skip a trailing hole in one step. */
+		uint32_t i = 0;
+		while (i < rec->hole_count && rec->holes[i].end < count)
+			i++;
+		count = rec->holes[i].start;
+	}
+	return 0;
+}
+
+void vault_object_header(const struct vault *vault, const struct meta_inode *rec,
+			 struct object_header *header)
+{
+	memset(header, 0, sizeof(*header));
+	header->format_version = OBJECT_FORMAT_VERSION;
+	header->cipher = vault->header.cipher;
+	header->key_version = rec->key_version;
+	header->block_size = OBJECT_BLOCK_SIZE;
+	memcpy(header->object_id, rec->object_id, OBJECT_ID_LEN);
+	memcpy(header->vault_id, vault->header.vault_id, VAULT_ID_LEN);
+}
+
+int vault_object_create(struct vault *vault, struct meta_inode *rec)
+{
+	uint8_t encoded[OBJECT_HEADER_LEN];
+	struct object_header header;
+	int fd, ret;
+
+	crypto_random(rec->object_id, OBJECT_ID_LEN);
+	rec->key_version = meta_key_version(vault->meta);
+	vault_object_header(vault, rec, &header);
+	object_header_encode(encoded, &header);
+	fd = vault_object_open(vault, rec->object_id, O_RDWR | O_CREAT | O_EXCL);
+	if (fd < 0)
+		return fd;
+	ret = write_all_at(fd, encoded, sizeof(encoded), 0);
+	if (ret < 0) {
+		close(fd);
+		(void)vault_object_unlink(vault, rec->object_id);
+		return ret;
+	}
+	return fd;
+}
+
+int vault_object_attach(struct vault *vault, const struct meta_inode *rec, int flags,
+			const char **why)
+{
+	struct object_header found, expected;
+	struct stat st;
+	int fd;
+
+	vault_object_header(vault, rec, &expected);
+	fd = vault_object_open(vault, rec->object_id, flags);
+	if (fd == -ENOENT) {
+		*why = "object file is missing";
+		return -EIO;
+	}
+	if (fd < 0)
+		return fd;
+	if (object_header_at(fd, &found) != 0 || memcmp(&found, &expected, sizeof(found)) != 0) {
+		*why = "header does not match the metadata (swapped or damaged object)";
+		goto out_fault;
+	}
+	if (fstat(fd, &st) != 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	if ((uint64_t)st.st_size > rec->object_max_len) {
+		*why = "longer than the metadata allows (extended object)";
+		goto out_fault;
+	}
+	uint64_t data_end = data_end_block(rec);
+	enum crypto_cipher cipher = (enum crypto_cipher)vault->header.cipher;
+	if (data_end && (uint64_t)st.st_size < (uint64_t)object_block_offset(cipher, data_end)) {
+		*why = "shorter than the metadata says (truncated object)";
+		goto out_fault;
+	}
+	return fd;
+
+out_fault:
+	close(fd);
+	return -EIO;
+}
+
 static bool is_lower_hex(const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
@@ -529,19 +695,22 @@ static int walk_fanout(int objects_fd, const char *fanout, object_visit visit, v
 	return ret;
 }
 
-static int walk_objects(const char *dir, object_visit visit, void *arg)
+static int walk_objects(int objects_fd, object_visit visit, void *arg)
 {
-	char path[4096];
 	struct dirent *entry;
 	DIR *d;
-	int ret;
+	int fd, ret = 0;
 
-	ret = path_join(path, sizeof(path), dir, VAULT_OBJECTS_DIR);
-	if (ret < 0)
-		return ret;
-	d = opendir(path);
-	if (d == NULL)
+	fd = dup(objects_fd);
+	if (fd < 0)
 		return -errno;
+	d = fdopendir(fd);
+	if (d == NULL) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	rewinddir(d);
 	errno = 0;
 	while ((entry = readdir(d)) != NULL) {
 		if (is_lower_hex(entry->d_name, 2)) {
@@ -557,6 +726,23 @@ static int walk_objects(const char *dir, object_visit visit, void *arg)
 	return ret;
 }
 
+/* walk_objects over dir/objects, for the counts that need no key. */
+static int walk_objects_in(const char *dir, object_visit visit, void *arg)
+{
+	char path[4096];
+	int fd, ret;
+
+	ret = path_join(path, sizeof(path), dir, VAULT_OBJECTS_DIR);
+	if (ret < 0)
+		return ret;
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	ret = walk_objects(fd, visit, arg);
+	close(fd);
+	return ret;
+}
+
 static int count_object(void *arg, int fanout_fd, const struct dirent *entry)
 {
 	(void)fanout_fd;
@@ -568,7 +754,7 @@ static int count_object(void *arg, int fanout_fd, const struct dirent *entry)
 int vault_object_count(const char *dir, uint64_t *count)
 {
 	*count = 0;
-	return walk_objects(dir, count_object, count);
+	return walk_objects_in(dir, count_object, count);
 }
 
 /* Key version uses (for retiring a version), counted without a key. */
@@ -601,29 +787,54 @@ static struct vault_key_use *use_of(struct use_count *c, uint32_t version)
 	return &c->uses[i];
 }
 
-/* The version named by one object's header, 0 when the header cannot be read. */
-static uint32_t object_key_version_at(int fanout_fd, const char *name)
+/* The version named by one object's header, 0 when the header cannot be read; *mtime
+ * its mtime (0 when unknown). */
+static uint32_t object_key_version_at(int fanout_fd, const char *name, time_t *mtime)
 {
-	uint8_t bytes[OBJECT_HEADER_LEN];
 	struct object_header header;
-	ssize_t n;
-	int fd;
+	struct stat st;
+	int fd, ret;
 
+	*mtime = 0;
 	fd = openat(fanout_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
 	if (fd < 0)
 		return 0;
-	do {
-		n = pread(fd, bytes, sizeof(bytes), 0);
-	} while (n < 0 && errno == EINTR);
+	if (fstat(fd, &st) == 0)
+		*mtime = st.st_mtime;
+	ret = object_header_at(fd, &header);
 	close(fd);
-	if (n != (ssize_t)sizeof(bytes) || object_header_decode(&header, bytes) != 0)
+	return ret == 0 ? header.key_version : 0;
+}
+
+struct each_object {
+	vault_object_visit *visit;
+	void *arg;
+};
+
+static int visit_object(void *arg, int fanout_fd, const struct dirent *entry)
+{
+	struct each_object *each = arg;
+	uint8_t id[OBJECT_ID_LEN];
+	time_t mtime;
+	uint32_t version = object_key_version_at(fanout_fd, entry->d_name, &mtime);
+
+	if (crypto_from_hex(id, sizeof(id), entry->d_name, 2 * OBJECT_ID_LEN) != 0)
 		return 0;
-	return header.key_version;
+	return each->visit(each->arg, id, version, mtime);
+}
+
+int vault_objects_each(struct vault *vault, vault_object_visit *visit, void *arg)
+{
+	struct each_object each = { visit, arg };
+
+	return walk_objects(vault->objects_fd, visit_object, &each);
 }
 
 static int count_object_version(void *arg, int fanout_fd, const struct dirent *entry)
 {
-	struct vault_key_use *use = use_of(arg, object_key_version_at(fanout_fd, entry->d_name));
+	time_t mtime;
+	struct vault_key_use *use =
+		use_of(arg, object_key_version_at(fanout_fd, entry->d_name, &mtime));
 
 	if (use == NULL)
 		return -ENOMEM;
@@ -682,7 +893,11 @@ int vault_key_versions_in_use(const char *dir, struct vault_key_use **uses, size
 	ret = vault_header_read(dir, &header);
 	if (ret < 0)
 		return ret;
-	ret = walk_objects(dir, count_object_version, &c);
+	struct vault_key_use *header_use = use_of(&c, header.check_version);
+	if (header_use == NULL)
+		return -ENOMEM;
+	header_use->header = true;
+	ret = walk_objects_in(dir, count_object_version, &c);
 	if (ret < 0)
 		goto out_free;
 

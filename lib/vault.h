@@ -6,20 +6,23 @@
  *   <vault>/objects/xx/<id>  ciphertext objects (object.h); xx = first byte of id in hex
  *
  * The header is readable without a key (format version, cipher, vault id, creation time)
- * and carries a key check (PRF of the version-1 DEK) so a wrong key is refused before any
- * data is touched, and a MAC under the same key so a tampered header is refused too.
+ * and carries a key check (PRF of one DEK version, 1 until a rekey moves it to the newest)
+ * so a wrong key is refused before any data is touched, and a MAC under the same key so a
+ * tampered header is refused too.
  */
 #ifndef VAULTFS_VAULT_H
 #define VAULTFS_VAULT_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "lib/crypto.h"
 #include "lib/object.h"
 
 struct keysource;
 struct meta;
+struct meta_inode;
 struct store;
 
 #define VAULT_FORMAT_VERSION 1
@@ -37,13 +40,15 @@ struct vault_header {
 	uint32_t flags;                  /* VAULT_FLAG_* */
 	uint64_t created;                /* seconds since the epoch, UTC */
 	uint8_t vault_id[VAULT_ID_LEN];
+	uint32_t check_version;          /* DEK version of key_check and mac, >= 1 */
 	uint8_t key_check[VAULT_CHECK_LEN];
 	uint8_t mac[VAULT_CHECK_LEN];
 };
 
 /* Little-endian layout: magic "VAULTFS\0"(8), format_version, cipher, flags (u32),
- * created (u64), vault_id(16), 20 reserved zero bytes, key_check(32) at offset 64,
- * mac(32) at offset 96 over all bytes before it. */
+ * created (u64), vault_id(16), check_version (u32; 0 stands for 1, so a vault that was
+ * never rekeyed keeps the bytes it was made with), 16 reserved zero bytes, key_check(32)
+ * at offset 64, mac(32) at offset 96 over all bytes before it. */
 void vault_header_encode(uint8_t out[VAULT_HEADER_LEN], const struct vault_header *header);
 /* Returns 0, -EBADMSG (not a vault header), -EPROTONOSUPPORT (format version). Does not
  * check key_check or mac: that needs the key (vault_open). */
@@ -83,6 +88,14 @@ int vault_open(struct vault **out, const char *dir, struct keysource *keys, unsi
 	__attribute__((warn_unused_result));
 void vault_close(struct vault *vault);
 
+/*
+ * Make the header's key check and MAC with DEK version (a rekey moves them to the newest
+ * version, so older ones can be retired). The new header replaces the old atomically
+ * (written to a temporary file, synced, renamed, directory synced). Returns 0, -ENOKEY
+ * (keys lacks version), -errno.
+ */
+int vault_rebind(struct vault *vault, uint32_t version) __attribute__((warn_unused_result));
+
 /* Relative path "xx/<32 hex>" of an object inside objects/, into buf (36 bytes). */
 void vault_object_path(char buf[36], const uint8_t object_id[OBJECT_ID_LEN]);
 
@@ -90,6 +103,32 @@ void vault_object_path(char buf[36], const uint8_t object_id[OBJECT_ID_LEN]);
  * object. Return an fd / 0, or -errno. */
 int vault_object_open(struct vault *vault, const uint8_t object_id[OBJECT_ID_LEN], int flags);
 int vault_object_unlink(struct vault *vault, const uint8_t object_id[OBJECT_ID_LEN]);
+
+/* The header the object of a regular file's record has in this vault. */
+void vault_object_header(const struct vault *vault, const struct meta_inode *rec,
+			 struct object_header *header);
+/* A new object file holding only its header, for rec, which gets a fresh object id and
+ * the newest key version. Returns an fd open read-write on it, or -errno (and leaves no
+ * file behind). */
+int vault_object_create(struct vault *vault, struct meta_inode *rec)
+	__attribute__((warn_unused_result));
+
+/*
+ * Open (flags O_RDONLY or O_RDWR) the object a regular file's record names and check it
+ * against the record: its header names the record's object id, key version, this vault
+ * and cipher; its length covers every block the record says holds data and does not pass
+ * object_max_len. Returns an fd; -EIO with *why saying what is wrong (missing, swapped or
+ * damaged, extended, truncated object) for the caller to log with the object id; -errno.
+ */
+int vault_object_attach(struct vault *vault, const struct meta_inode *rec, int flags,
+			const char **why);
+
+/* Call visit for every object file of an open vault with its id, the key version its
+ * header names (0: unreadable) and its mtime, until visit returns non-zero (returned). */
+typedef int vault_object_visit(void *arg, const uint8_t object_id[OBJECT_ID_LEN],
+			       uint32_t key_version, time_t mtime);
+int vault_objects_each(struct vault *vault, vault_object_visit *visit, void *arg)
+	__attribute__((warn_unused_result));
 
 /* Count object files under dir/objects without a key. */
 int vault_object_count(const char *dir, uint64_t *count) __attribute__((warn_unused_result));
@@ -101,6 +140,7 @@ struct vault_key_use {
 	uint32_t version;    /* 0: objects and values whose version cannot be read */
 	uint64_t objects;    /* object files whose plaintext header names the version */
 	uint64_t records;    /* metadata values sealed under it (their u32 LE prefix) */
+	bool header;         /* the header's key check is made with it */
 };
 
 /*

@@ -98,7 +98,8 @@ static const char header_hex[] =
 	"01000000" "02000000" "01000000"                                    /* version, cipher, flags */
 	"0000006500000000"                                                  /* created */
 	"101112131415161718191a1b1c1d1e1f"                                  /* vault id */
-	"0000000000000000000000000000000000000000"                          /* reserved */
+	"00000000"                                                          /* check version */
+	"00000000000000000000000000000000"                                  /* reserved */
 	"a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"  /* key check */
 	"c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"; /* mac */
 
@@ -111,6 +112,7 @@ static void known_header(struct vault_header *header)
 	header->created = 0x65000000;
 	for (int i = 0; i < VAULT_ID_LEN; i++)
 		header->vault_id[i] = (uint8_t)(0x10 + i);
+	header->check_version = 1;
 	for (int i = 0; i < VAULT_CHECK_LEN; i++) {
 		header->key_check[i] = (uint8_t)(0xa0 + i);
 		header->mac[i] = (uint8_t)(0xc0 + i);
@@ -137,11 +139,20 @@ START_TEST(test_header_known_answer)
 	memcpy(bad, expected, sizeof(bad));
 	bad[7] = '!';
 	ck_assert_int_eq(vault_header_decode(&decoded, bad), -EBADMSG);
-	for (int i = 44; i < 64; i++) {
+	for (int i = 48; i < 64; i++) {
 		memcpy(bad, expected, sizeof(bad));
 		bad[i] = 1;
 		ck_assert_int_eq(vault_header_decode(&decoded, bad), -EBADMSG);
 	}
+	/* The key check version: 0 stands for 1, and 1 itself is not its encoding. */
+	memcpy(bad, expected, sizeof(bad));
+	bad[44] = 1;
+	ck_assert_int_eq(vault_header_decode(&decoded, bad), -EBADMSG);
+	bad[44] = 7;
+	ck_assert_int_eq(vault_header_decode(&decoded, bad), 0);
+	ck_assert_uint_eq(decoded.check_version, 7);
+	vault_header_encode(out, &decoded);
+	ck_assert_mem_eq(out, bad, VAULT_HEADER_LEN);
 	memcpy(bad, expected, sizeof(bad));
 	bad[8] = 2;
 	ck_assert_int_eq(vault_header_decode(&decoded, bad), -EPROTONOSUPPORT);
@@ -316,6 +327,8 @@ START_TEST(test_tampered_header)
 			expected = -EPROTONOSUPPORT;      /* format version */
 		else if ((i >= 28 && i < 44) || (i >= 64 && i < 96))
 			expected = -EKEYREJECTED;         /* vault id or key check */
+		else if (i >= 44 && i < 48)
+			expected = -ENOKEY;               /* key check version: not in the source */
 		else
 			expected = -EBADMSG;              /* magic, reserved, MAC'd fields, MAC */
 		memcpy(bad, good, sizeof(good));
@@ -560,8 +573,10 @@ static bool replay_header(const uint8_t *bytes, size_t len)
 
 	/* vault_header_read hands over exactly VAULT_HEADER_LEN bytes. */
 	memcpy(in, bytes, len < sizeof(in) ? len : sizeof(in));
-	for (size_t i = 44; i < 64; i++)
+	for (size_t i = 48; i < 64; i++)
 		reserved_zero = reserved_zero && in[i] == 0;
+	/* Key check version 1 is written as 0: 1 itself is not the encoding. */
+	bool check_canonical = get_le32(in + 44) != 1;
 	ret = vault_header_decode(&header, in);
 	if (memcmp(in, "VAULTFS\0", 8) != 0) {
 		ck_assert_int_eq(ret, -EBADMSG);
@@ -571,10 +586,11 @@ static bool replay_header(const uint8_t *bytes, size_t len)
 		ck_assert_int_eq(ret, -EPROTONOSUPPORT);
 		return false;
 	}
-	if (!reserved_zero) {
+	if (!reserved_zero || !check_canonical) {
 		ck_assert_int_eq(ret, -EBADMSG);
 		return false;
 	}
+	ck_assert_uint_eq(header.check_version, get_le32(in + 44) ? get_le32(in + 44) : 1);
 	/* Unknown ciphers and flags decode: vault_open refuses them. */
 	ck_assert_int_eq(ret, 0);
 	ck_assert_uint_eq(header.cipher, get_le32(in + 12));

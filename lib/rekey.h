@@ -1,0 +1,84 @@
+/*
+ * Rekeying a vault: re-encrypting every object and re-sealing every metadata value that
+ * uses an older DEK version under the newest one, and re-binding the header's key check
+ * to it, so that the older versions can then be retired.
+ *
+ * A run only ever moves items forward (an item already under the target version is
+ * skipped), and each step is atomic on its own: a file's new object is written and made
+ * durable before its record points at it, and the old object is removed after. So an
+ * interrupted run - killed daemon, stopped agent, power loss - is resumed by starting
+ * another; the leftovers of an interruption (an object no record names) are swept.
+ *
+ * rekey_vault() does the whole run on a vault nobody has mounted (the key agent, offline).
+ * A mounted daemon does the same steps through its own inode table (fs/rekey.c), using
+ * the pieces below for everything that is not about its in-memory state.
+ */
+#ifndef VAULTFS_REKEY_H
+#define VAULTFS_REKEY_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "lib/meta.h"
+#include "lib/object.h"
+
+struct vault;
+
+struct rekey_progress {
+	uint32_t version;   /* the target: the newest version of the vault's key source */
+	uint64_t done;      /* objects and metadata values moved to version so far */
+	uint64_t total;     /* found under older versions when the run began */
+};
+
+/* Called after every step; a non-zero return stops the run, which returns that value. */
+typedef int rekey_report_fn(void *arg, const struct rekey_progress *progress);
+
+/*
+ * Rekey a vault opened read-write whose directory the caller has locked against mounts
+ * (flock LOCK_EX on vault->dir_fd), to the newest version of vault->keys, which must
+ * hold every version still in use. budget_limit bounds each new file key as
+ * OBJECT_MAX_ENCRYPTIONS does (pass that). Returns 0 when every item is under the target;
+ * -EIO when some object failed authentication (each logged with its id; the others are
+ * still rekeyed and the header is left as it was); the report's non-zero value; -errno.
+ */
+int rekey_vault(struct vault *vault, uint64_t budget_limit, rekey_report_fn *report, void *arg)
+	__attribute__((warn_unused_result));
+
+/* Count the object-bearing files and the metadata values under versions older than
+ * version (one read transaction). */
+int rekey_count(struct vault *vault, uint32_t version, uint64_t *files, uint64_t *values)
+	__attribute__((warn_unused_result));
+
+/* The first regular file with inode number greater than after whose record names an
+ * object under a version older than version: 0 with *ino set, -ENOENT when none. */
+int rekey_next_file(struct vault *vault, uint32_t version, uint64_t after, uint64_t *ino)
+	__attribute__((warn_unused_result));
+
+/*
+ * Copy the blocks of the object open on fd (its header already checked against rec,
+ * keyed by key) into a new object under the newest version. On success *fresh is a deep
+ * copy of rec naming the new object (id, key version, budget, exact object_max_len),
+ * *fd_out is open read-write on it, *key_out its file key and *budget_out its budget;
+ * the new object is durable, and nothing is stored: the caller stores *fresh, then
+ * unlinks rec's object. A block that fails authentication is logged with the object id
+ * and gives -EIO; on any failure the new object is removed.
+ */
+int rekey_copy_object(struct vault *vault, const struct meta_inode *rec, int fd,
+		      const struct object_key *key, uint64_t budget_limit,
+		      struct meta_inode *fresh, int *fd_out, struct object_key **key_out,
+		      struct object_budget *budget_out) __attribute__((warn_unused_result));
+
+/* Re-seal, under the newest version, at most max metadata values sealed under versions
+ * older than version, in one write transaction; *count says how many (fewer than max:
+ * none are left). */
+int rekey_metadata(struct vault *vault, uint32_t version, size_t max, size_t *count)
+	__attribute__((warn_unused_result));
+
+/* Remove the object files no record names that were last changed before `before` (left
+ * by an interrupted run: a copy never recorded, an original never unlinked). A mounted
+ * daemon passes a time well before the oldest object it may have created and not yet
+ * recorded. *removed counts them. */
+int rekey_sweep(struct vault *vault, time_t before, uint64_t *removed)
+	__attribute__((warn_unused_result));
+
+#endif
