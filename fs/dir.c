@@ -30,7 +30,7 @@ struct snapshot {
 
 static void snapshot_take(struct snapshot *snap, struct vnode *node)
 {
-	snap->node = node;
+	*snap = (struct snapshot){ .node = node };
 	if (!node)
 		return;
 	snap->nlink = node->rec.nlink;

@@ -4,6 +4,7 @@
  *   <vault>/vaultfs.header   VAULT_HEADER_LEN bytes (see vault_header_encode)
  *   <vault>/meta/            LMDB environment (store.h, meta.h)
  *   <vault>/objects/xx/<id>  ciphertext objects (object.h); xx = first byte of id in hex
+ *   <vault>/objects/free/    emptied object files of removed files, kept for reuse
  *
  * The header is readable without a key (format version, cipher, vault id, creation time)
  * and carries a key check (PRF of one DEK version, 1 until a rekey moves it to the newest)
@@ -68,6 +69,8 @@ int vault_create(const char *dir, enum crypto_cipher cipher, uint32_t flags,
 		 struct keysource *keys, uint32_t root_uid, uint32_t root_gid)
 	__attribute__((warn_unused_result));
 
+struct vault_pool;
+
 struct vault {
 	int dir_fd;
 	int objects_fd;
@@ -75,7 +78,11 @@ struct vault {
 	struct store *store;
 	struct meta *meta;
 	struct keysource *keys;  /* borrowed */
+	struct vault_pool *pool; /* emptied object files for reuse (vault.c) */
 };
+
+/* At most this many emptied object files wait in objects/free for reuse. */
+#define VAULT_POOL_MAX 16384
 
 #define VAULT_OPEN_READ_ONLY 0x1
 
@@ -99,8 +106,11 @@ int vault_rebind(struct vault *vault, uint32_t version) __attribute__((warn_unus
 /* Relative path "xx/<32 hex>" of an object inside objects/, into buf (36 bytes). */
 void vault_object_path(char buf[36], const uint8_t object_id[OBJECT_ID_LEN]);
 
-/* Open (flags as open(2); O_CREAT creates the xx/ directory as needed) or unlink an
- * object. Return an fd / 0, or -errno. */
+/* Open (flags as open(2); O_CREAT creates the xx/ directory as needed) or remove an
+ * object. Return an fd / 0, or -errno. Removing empties the file (its ciphertext is
+ * freed as unlink would) and keeps it in objects/free for vault_object_create to reuse:
+ * on a file system without a journal, ext4 makes every new inode scan the inodes freed in
+ * the last minutes, so deleting and creating many small files gets slower each round. */
 int vault_object_open(struct vault *vault, const uint8_t object_id[OBJECT_ID_LEN], int flags);
 int vault_object_unlink(struct vault *vault, const uint8_t object_id[OBJECT_ID_LEN]);
 
@@ -108,7 +118,7 @@ int vault_object_unlink(struct vault *vault, const uint8_t object_id[OBJECT_ID_L
 void vault_object_header(const struct vault *vault, const struct meta_inode *rec,
 			 struct object_header *header);
 /* A new object file holding only its header, for rec, which gets a fresh object id and
- * the newest key version. Returns an fd open read-write on it, or -errno (and leaves no
+ * the newest key version (an emptied file from objects/free when there is one). Returns an fd open read-write on it, or -errno (and leaves no
  * file behind). */
 int vault_object_create(struct vault *vault, struct meta_inode *rec)
 	__attribute__((warn_unused_result));

@@ -515,7 +515,9 @@ int fixture_object_ids(const struct fixture *f, char ids[][FIXTURE_ID_HEX_LEN + 
 	struct dirent *sub;
 	while ((sub = readdir(top)) != NULL) {
 		char sub_path[PATH_MAX * 2];
-		if (sub->d_name[0] == '.')
+		/* Fan-out directories only: objects/free holds emptied files for reuse. */
+		if (strlen(sub->d_name) != 2 || !isxdigit((unsigned char)sub->d_name[0]) ||
+		    !isxdigit((unsigned char)sub->d_name[1]))
 			continue;
 		snprintf(sub_path, sizeof(sub_path), "%s/%s", objects, sub->d_name);
 		DIR *dir = opendir(sub_path);
@@ -530,6 +532,24 @@ int fixture_object_ids(const struct fixture *f, char ids[][FIXTURE_ID_HEX_LEN + 
 	closedir(top);
 	qsort(ids, (size_t)count, FIXTURE_ID_HEX_LEN + 1, compare_ids);
 	return count;
+}
+
+long long fixture_pool_bytes(const struct fixture *f)
+{
+	char pool[PATH_MAX + 16];
+	long long bytes = 0;
+	struct dirent *entry;
+	struct stat st;
+
+	snprintf(pool, sizeof(pool), "%s/objects/free", f->vault);
+	DIR *dir = opendir(pool);
+	if (dir == NULL)
+		return 0;
+	while ((entry = readdir(dir)) != NULL)
+		if (entry->d_name[0] != '.' && fstatat(dirfd(dir), entry->d_name, &st, 0) == 0)
+			bytes += st.st_size;
+	closedir(dir);
+	return bytes;
 }
 
 void fixture_object_path(const struct fixture *f, const char *id, char *buf)

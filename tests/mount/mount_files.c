@@ -380,6 +380,8 @@ START_TEST(test_unlink_open_file)
 		fixture_unmount(&fx);
 		ck_assert_msg(fixture_object_ids(&fx, ids, 8) == 0,
 			      "the object of the unlinked file is still in the vault after close");
+		ck_assert_msg(fixture_pool_bytes(&fx) == 0,
+			      "a removed object kept for reuse still holds ciphertext");
 		fixture_mount(&fx);
 	}
 	ck_assert_errno(access(path, F_OK), ENOENT);

@@ -446,6 +446,87 @@ START_TEST(test_object_files)
 }
 END_TEST
 
+static size_t pool_files(size_t *bytes)
+{
+	char full[256];
+	struct dirent *entry;
+	struct stat st;
+	size_t count = 0;
+	DIR *d;
+
+	*bytes = 0;
+	snprintf(full, sizeof(full), "%s/objects/free", vault_dir);
+	d = opendir(full);
+	if (d == NULL)
+		return 0;
+	while ((entry = readdir(d)) != NULL) {
+		if (entry->d_name[0] == '.')
+			continue;
+		ck_assert_int_eq(fstatat(dirfd(d), entry->d_name, &st, 0), 0);
+		*bytes += (size_t)st.st_size;
+		count++;
+	}
+	closedir(d);
+	return count;
+}
+
+/* Removed objects are emptied and kept for reuse; a new object takes one back. */
+START_TEST(test_object_pool)
+{
+	struct meta_inode rec = { .ino = 2, .mode = S_IFREG | 0600, .nlink = 1 };
+	char path[VAULT_OBJECT_PATH_LEN], full[256];
+	uint8_t first[OBJECT_ID_LEN], junk[8192];
+	struct vault *vault;
+	struct stat st;
+	uint64_t count;
+	size_t bytes;
+	int fd;
+
+	ck_assert_int_eq(vault_create(vault_dir, CRYPTO_XCHACHA20POLY1305, 0, keys, 0, 0), 0);
+	ck_assert_int_eq(vault_open(&vault, vault_dir, keys, 0), 0);
+	fd = vault_object_create(vault, &rec);
+	ck_assert_int_ge(fd, 0);
+	memset(junk, 0x5a, sizeof(junk));
+	ck_assert_int_eq(pwrite(fd, junk, sizeof(junk), OBJECT_HEADER_LEN), (ssize_t)sizeof(junk));
+	close(fd);
+	memcpy(first, rec.object_id, OBJECT_ID_LEN);
+	ck_assert_int_eq(pool_files(&bytes), 0);
+
+	/* Removed: gone from its place, emptied into the pool, not counted as an object. */
+	ck_assert_int_eq(vault_object_unlink(vault, first), 0);
+	ck_assert_int_eq(vault_object_open(vault, first, O_RDONLY), -ENOENT);
+	ck_assert_uint_eq(pool_files(&bytes), 1);
+	ck_assert_uint_eq(bytes, 0);
+	ck_assert_int_eq(vault_object_count(vault_dir, &count), 0);
+	ck_assert_uint_eq(count, 0);
+	ck_assert_int_eq(vault_object_unlink(vault, first), -ENOENT);
+
+	/* Created: the pool file comes back under the new id, holding just a header. */
+	fd = vault_object_create(vault, &rec);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert(memcmp(rec.object_id, first, OBJECT_ID_LEN) != 0);
+	ck_assert_uint_eq(pool_files(&bytes), 0);
+	vault_object_path(path, rec.object_id);
+	snprintf(full, sizeof(full), "%s/objects/%s", vault_dir, path);
+	ck_assert_int_eq(stat(full, &st), 0);
+	ck_assert_int_eq(st.st_size, OBJECT_HEADER_LEN);
+	ck_assert_uint_eq(st.st_mode & 0777, 0600);
+
+	/* The pool outlives the mount: a file removed now is found by the next open. */
+	ck_assert_int_eq(vault_object_unlink(vault, rec.object_id), 0);
+	vault_close(vault);
+	ck_assert_int_eq(vault_open(&vault, vault_dir, keys, 0), 0);
+	fd = vault_object_create(vault, &rec);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_uint_eq(pool_files(&bytes), 0);
+	ck_assert_int_eq(vault_object_count(vault_dir, &count), 0);
+	ck_assert_uint_eq(count, 1);
+	vault_close(vault);
+}
+END_TEST
+
 /* Write a fake object file whose plaintext header names key_version. */
 static void write_object(const uint8_t id[OBJECT_ID_LEN], uint32_t key_version, size_t len)
 {
@@ -653,6 +734,7 @@ int main(void)
 	tcase_add_test(tc, test_unsupported_version);
 	tcase_add_test(tc, test_missing_store);
 	tcase_add_test(tc, test_object_files);
+	tcase_add_test(tc, test_object_pool);
 	tcase_add_test(tc, test_key_versions_in_use);
 	suite_add_tcase(suite, tc);
 
