@@ -1,7 +1,8 @@
 /*
  * vault-keyagent's internals: the agent's state, the server (socket, clients, frames),
- * the request handlers and the lease table. One thread: every function here runs on
- * the poll loop, so nothing is locked.
+ * the request handlers, the lease table and the rekey jobs. One thread runs the poll
+ * loop and every function here, so nothing of the agent's state is locked; the only
+ * other threads are offline rekey workers (rekey.c), which touch none of it.
  */
 #ifndef VAULTFS_KEYAGENT_H
 #define VAULTFS_KEYAGENT_H
@@ -76,6 +77,8 @@ void leases_expire(struct lease_table *table);
 void leases_clear(struct lease_table *table);
 
 struct client;
+struct rekey_job;
+struct keysource;
 
 struct keyagent {
 	const char *config_path;
@@ -89,6 +92,9 @@ struct keyagent {
 	int signal_fd;
 	struct client *clients[KEYAGENT_CLIENTS_MAX];
 	size_t client_count;
+	struct rekey_job *rekey_jobs;   /* list, at most one per dataset (rekey.c) */
+	int rekey_wake_fd;              /* eventfd: an offline worker finished (made by
+					   server_listen, closed by server_close) */
 	bool stopping;
 };
 
@@ -105,6 +111,48 @@ int server_listen(struct keyagent *agent) __attribute__((warn_unused_result));
 int server_run(struct keyagent *agent);
 /* server.c: close every client and the socket, unlinking it. */
 void server_close(struct keyagent *agent);
+
+/*
+ * rekey.c: re-encrypting a dataset under its newest key version, one job per dataset.
+ * A job is online (the dataset has a live lease: the mount's daemon does the work, asked
+ * through its RENEW replies and reporting in its RENEW requests) or offline (a worker
+ * thread runs rekey_vault() on the unmounted vault). A finished job stays in the list,
+ * DONE or FAILED, until the next run of that dataset replaces it, so that vaultctl can
+ * read how it ended.
+ */
+/* The job of dataset (active or finished), or NULL. */
+struct rekey_job *rekey_job_find(struct keyagent *agent, const char *dataset);
+/* Whether job is REQUESTED or RUNNING. */
+bool rekey_job_active(const struct rekey_job *job);
+/* The job's target version. */
+uint32_t rekey_job_version(const struct rekey_job *job);
+/* Whether an offline worker holds dataset's vault now (leases are then refused). */
+bool rekey_offline_busy(struct keyagent *agent, const char *dataset);
+/* Start an online run of dataset to version through the daemon holding lease. */
+int rekey_start_online(struct keyagent *agent, const char *dataset, uint32_t version,
+		       const struct lease *lease, uid_t uid, struct rekey_job **out)
+	__attribute__((warn_unused_result));
+/* Start an offline run of the vault in dir to version, the newest of keys (taken, also
+ * on failure: a keysource_memory holding every live version). -EAGAIN when no thread
+ * could be started, -ENOMEM. */
+int rekey_start_offline(struct keyagent *agent, const char *dataset, uint32_t version,
+			const char *dir, struct keysource *keys, uid_t uid, struct rekey_job **out)
+	__attribute__((warn_unused_result));
+/* The job's state and counts, and who does it ("offline", "online (mounted by pid N)",
+ * followed by ": why" when it failed). */
+void rekey_job_report(struct rekey_job *job, struct protocol_rekey *out, char *text,
+		      size_t text_len);
+/* A RENEW of lease: take the daemon's progress from in (the renewal's rekey field) and
+ * fill out with REQUESTED while the dataset's job still waits for that daemon. */
+void rekey_renew(struct keyagent *agent, const struct lease *lease,
+		 const struct protocol_rekey *in, struct protocol_rekey *out);
+/* Fail online jobs whose lease was released, revoked or expired, and reap offline
+ * workers that finished. Never blocks. */
+void rekey_jobs_check(struct keyagent *agent);
+/* Stop dataset's job (cancel and join its worker) and mark it FAILED with why. */
+void rekey_job_stop(struct keyagent *agent, const char *dataset, const char *why);
+/* Agent shutdown: stop every worker (each run returns -ECANCELED), join, free all. */
+void rekey_jobs_clear(struct keyagent *agent);
 
 /* requests.c: answer one decoded request into reply (PROTOCOL_OK or PROTOCOL_ERROR),
  * logging it as one line. Returns the result (0 or -errno). */

@@ -58,6 +58,7 @@ const char *requests_type_name(uint32_t type)
 	case PROTOCOL_KEY_SHRED: return "key-shred";
 	case PROTOCOL_KEK_ROTATE: return "kek-rotate";
 	case PROTOCOL_POLICY_RELOAD: return "policy-reload";
+	case PROTOCOL_REKEY: return "rekey";
 	default: return "unknown";
 	}
 }
@@ -457,6 +458,12 @@ static int do_lease(struct request *r)
 		err = fail(r, -EACCES, "no role grants you dataset '%s' now", name);
 		goto out_release;
 	}
+	/* The worker holds the vault: a mount now would wait on its lock or fight it. */
+	if (rekey_offline_busy(agent, name)) {
+		err = fail(r, -EBUSY, "dataset '%s' is being rekeyed offline: retry when "
+			   "'vaultctl rekey %s' finishes", name, name);
+		goto out_release;
+	}
 	if ((err = vault_dir(r, name, out->path, sizeof(out->path))) || (err = load_keys(r, &ds)))
 		goto out_release;
 	err = leases_add(&agent->leases, name, r->peer->uid, r->peer->pid,
@@ -516,6 +523,7 @@ static int do_renew(struct request *r)
 	if ((err = load_keys(r, &ds)))
 		goto out_release;
 	leases_renew(lease, agent->config.lease_ttl);
+	rekey_renew(agent, lease, &r->in->rekey, &out->rekey);
 	out->ttl = agent->config.lease_ttl;
 	out->version = ds.newest;
 	out->mode = mode;
@@ -649,9 +657,9 @@ static int do_key_retire(struct request *r)
 		goto out_release;
 	}
 	if (unreadable) {
-		err = fail(r, -EBUSY, "%llu objects or records of '%s' do not say which key "
-			   "version they use: run 'vaultctl fsck %s' first",
-			   (unsigned long long)unreadable, name, name);
+		err = fail(r, -EBUSY, "%llu objects or records of '%s' are damaged and do not "
+			   "say which key version they use: restore them from a backup or remove "
+			   "them, then retire", (unsigned long long)unreadable, name);
 		goto out_release;
 	}
 	err = keystore_key_retire(r->agent->keystore, name, version, r->peer->uid);
@@ -678,6 +686,8 @@ static int do_key_shred(struct request *r)
 	    (err = dataset_get(r, name, &ds)))
 		return err;
 	keystore_dataset_release(&ds);
+	/* An offline worker holds copies of the keys: stopped and joined first. */
+	rekey_job_stop(r->agent, name, "the dataset was shredded");
 	/* Mounts lose the keys whatever happens to the keystore below. */
 	revoked = leases_revoke_dataset(&r->agent->leases, name, -ENOKEY,
 					"revoked: the dataset was shredded");
@@ -689,6 +699,116 @@ static int do_key_shred(struct request *r)
 	snprintf(r->out->text, sizeof(r->out->text), "dataset '%s' shredded, %zu lease%s "
 		 "revoked", name, revoked, revoked == 1 ? "" : "s");
 	return 0;
+}
+
+/* Every live DEK version of ds in a keysource of its own, for an offline worker. */
+static int worker_keys(struct request *r, const struct keystore_dataset *ds,
+		       struct keysource **out)
+{
+	struct keysource *keys = NULL;
+	uint8_t *key;
+	int err;
+
+	*out = NULL;
+	key = secret_alloc(CRYPTO_KEY_LEN);
+	if (!key)
+		return fail(r, -ENOMEM, "out of memory");
+	err = keysource_memory_new(&keys);
+	if (err) {
+		fail(r, err, "out of memory");
+		goto out_free;
+	}
+	for (size_t i = 0; i < ds->version_count; i++) {
+		uint32_t version = ds->versions[i].version;
+
+		if (ds->versions[i].retired)
+			continue;
+		err = keystore_key_get(r->agent->keystore, r->agent->kek, ds->name, version, key);
+		if (!err)
+			err = keysource_memory_add(keys, version, key);
+		if (err) {
+			log_error("key version %u of dataset '%s' cannot be unwrapped: %s",
+				  (unsigned)version, ds->name, strerror(-err));
+			fail(r, err == -EBADMSG ? -EIO : err, "a key of dataset '%s' cannot be "
+			     "unwrapped: see the agent's log", ds->name);
+			goto out_free;
+		}
+	}
+	*out = keys;
+	keys = NULL;
+out_free:
+	keysource_free(keys);
+	secret_free(key);
+	return err;
+}
+
+/* A live (unrevoked) lease on dataset: its mount is where an online run happens. */
+static const struct lease *live_lease(struct keyagent *agent, const char *dataset)
+{
+	leases_expire(&agent->leases);
+	for (size_t i = 0; i < agent->leases.count; i++) {
+		const struct lease *lease = &agent->leases.items[i];
+
+		if (strcmp(lease->dataset, dataset) == 0 && !lease->revoked)
+			return lease;
+	}
+	return NULL;
+}
+
+/* Start a run of the dataset to its newest version: online through its mount when it
+ * has one, else offline in a worker. */
+static int rekey_start(struct request *r, const struct keystore_dataset *ds,
+		       struct rekey_job **job)
+{
+	struct keyagent *agent = r->agent;
+	const struct lease *lease = live_lease(agent, ds->name);
+	struct keysource *keys;
+	char dir[PROTOCOL_PATH_MAX + 1];
+	int err;
+
+	if (lease) {
+		err = rekey_start_online(agent, ds->name, ds->newest, lease, r->peer->uid, job);
+		return err ? fail(r, err, "cannot start the rekey of '%s': %s", ds->name,
+				  strerror(-err)) : 0;
+	}
+	if ((err = vault_dir(r, ds->name, dir, sizeof(dir))) || (err = worker_keys(r, ds, &keys)))
+		return err;
+	err = rekey_start_offline(agent, ds->name, ds->newest, dir, keys, r->peer->uid, job);
+	if (err)
+		return fail(r, err, "cannot start the rekey of '%s': %s", ds->name,
+			    strerror(-err));
+	return 0;
+}
+
+static int do_rekey(struct request *r)
+{
+	const char *name = r->in->name;
+	uint32_t version = r->in->version;
+	struct keystore_dataset ds = { 0 };
+	struct rekey_job *job;
+	int err;
+
+	about(r, name);
+	if ((err = sealed(r)) || (err = need_privilege(r, name, POLICY_PRIV_ROTATE)) ||
+	    (err = dataset_get(r, name, &ds)))
+		return err;
+	rekey_jobs_check(r->agent);
+	job = rekey_job_find(r->agent, name);
+	if (version) {
+		/* Only a report: never starts anything. */
+		if (!job || rekey_job_version(job) != version) {
+			err = fail(r, -ENOENT, "no rekey of dataset '%s' to key version %u is "
+				   "known: run 'vaultctl rekey %s'", name, (unsigned)version, name);
+			goto out_release;
+		}
+	} else if (!job || !rekey_job_active(job)) {
+		if ((err = rekey_start(r, &ds, &job)))
+			goto out_release;
+	}
+	rekey_job_report(job, &r->out->rekey, r->out->text, sizeof(r->out->text));
+out_release:
+	keystore_dataset_release(&ds);
+	return err;
 }
 
 static int do_kek_rotate(struct request *r)
@@ -759,6 +879,7 @@ int requests_handle(struct keyagent *agent, const struct peer *peer,
 	case PROTOCOL_KEY_SHRED: err = do_key_shred(&r); break;
 	case PROTOCOL_KEK_ROTATE: err = do_kek_rotate(&r); break;
 	case PROTOCOL_POLICY_RELOAD: err = do_policy_reload(&r); break;
+	case PROTOCOL_REKEY: err = do_rekey(&r); break;
 	default:
 		err = fail(&r, -EOPNOTSUPP, "not a request the agent answers");
 		break;
@@ -770,9 +891,14 @@ int requests_handle(struct keyagent *agent, const struct peer *peer,
 		protocol_message_release(reply);
 		*reply = failure;
 	}
-	log_info("uid %u pid %d: %s%s%s%s: %s", (unsigned)peer->uid, (int)peer->pid,
-		 requests_type_name(request->type), r.dataset[0] ? " '" : "", r.dataset,
-		 r.dataset[0] ? "'" : "",
-		 err ? strerror(-err) : "ok");
+	/* vaultctl asks how a rekey goes four times a second: those are not news. */
+	log_msg(request->type == PROTOCOL_REKEY && request->version && !err ? LOG_DEBUG : LOG_INFO,
+		"uid %u pid %d: %s%s%s%s: %s", (unsigned)peer->uid, (int)peer->pid,
+		requests_type_name(request->type), r.dataset[0] ? " '" : "", r.dataset,
+		r.dataset[0] ? "'" : "",
+		err ? strerror(-err) : "ok");
+	/* A released lease may have been an online run's mount. */
+	if (request->type == PROTOCOL_RELEASE || request->type == PROTOCOL_REVOKE)
+		rekey_jobs_check(agent);
 	return err;
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -31,6 +32,7 @@
 #define LISTEN_BACKLOG 64
 #define GROUPS_MAX 65536
 #define POLL_INTERVAL_MS 1000
+#define FIXED_FDS 3                /* signals, listening socket, rekey wake-ups */
 
 struct client {
 	int fd;
@@ -163,6 +165,14 @@ int server_listen(struct keyagent *agent)
 		err = -errno;
 	if (err) {
 		log_error("cannot set up the socket '%s': %s", path, strerror(-err));
+		unlink(path);
+		goto out_close;
+	}
+	/* Offline rekey workers say "finished" through this. */
+	agent->rekey_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (agent->rekey_wake_fd < 0) {
+		err = -errno;
+		log_error("cannot make an eventfd: %s", strerror(-err));
 		unlink(path);
 		goto out_close;
 	}
@@ -422,19 +432,20 @@ static void read_signals(struct keyagent *agent)
 
 int server_run(struct keyagent *agent)
 {
-	struct pollfd fds[2 + KEYAGENT_CLIENTS_MAX];
+	struct pollfd fds[FIXED_FDS + KEYAGENT_CLIENTS_MAX];
 	struct client *polled[KEYAGENT_CLIENTS_MAX];
 
 	while (!agent->stopping) {
-		nfds_t n = 2;
+		nfds_t n = FIXED_FDS;
 		int ready;
 
 		fds[0] = (struct pollfd){ .fd = agent->signal_fd, .events = POLLIN };
 		fds[1] = (struct pollfd){ .fd = agent->listen_fd, .events = POLLIN };
+		fds[2] = (struct pollfd){ .fd = agent->rekey_wake_fd, .events = POLLIN };
 		for (size_t i = 0; i < KEYAGENT_CLIENTS_MAX; i++) {
 			if (!agent->clients[i])
 				continue;
-			polled[n - 2] = agent->clients[i];
+			polled[n - FIXED_FDS] = agent->clients[i];
 			fds[n++] = (struct pollfd){ .fd = agent->clients[i]->fd, .events = POLLIN };
 		}
 		ready = poll(fds, n, POLL_INTERVAL_MS);
@@ -445,12 +456,13 @@ int server_run(struct keyagent *agent)
 				read_signals(agent);
 			if (agent->stopping)
 				break;
-			for (nfds_t k = 2; k < n; k++) {
+			for (nfds_t k = FIXED_FDS; k < n; k++) {
 				size_t i;
 
 				if (!fds[k].revents)
 					continue;
-				for (i = 0; i < KEYAGENT_CLIENTS_MAX && agent->clients[i] != polled[k - 2]; i++)
+				for (i = 0; i < KEYAGENT_CLIENTS_MAX &&
+				     agent->clients[i] != polled[k - FIXED_FDS]; i++)
 					;
 				if (i == KEYAGENT_CLIENTS_MAX)
 					continue;
@@ -464,12 +476,20 @@ int server_run(struct keyagent *agent)
 		}
 		sweep_clients(agent);
 		leases_expire(&agent->leases);
+		/* Finished workers, and online runs whose mount went away. */
+		rekey_jobs_check(agent);
 	}
 	return 0;
 }
 
 void server_close(struct keyagent *agent)
 {
+	/* Running offline workers are told to stop and joined before anything goes. */
+	rekey_jobs_clear(agent);
+	if (agent->rekey_wake_fd >= 0) {
+		close(agent->rekey_wake_fd);
+		agent->rekey_wake_fd = -1;
+	}
 	for (size_t i = 0; i < KEYAGENT_CLIENTS_MAX; i++)
 		if (agent->clients[i])
 			close_client(agent, i);

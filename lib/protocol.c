@@ -22,6 +22,7 @@
 #define FIELD_HEAD_LEN 6    /* tag u16, length u32 */
 #define LENGTH_PREFIX_LEN 4
 #define KEY_FIELD_LEN (4 + CRYPTO_KEY_LEN)   /* version u32, key */
+#define REKEY_FIELD_LEN 24  /* version u32, state u32, done u64, total u64 */
 #define GRANT_HEAD_LEN 8    /* is_group u8, id u32, mode u8, rule count u16 */
 #define RULE_HEAD_LEN 3     /* mode u8, glob length u16 */
 #define GRANT_MAX_LEN (GRANT_HEAD_LEN + PROTOCOL_RULES_MAX * (RULE_HEAD_LEN + POLICY_GLOB_MAX))
@@ -49,6 +50,8 @@ enum tag {
 	TAG_GRANT = 12,     /* repeatable: is_group u8 (0/1), id u32, mode u8 (RO/RW),
 			       rule count u16, then per rule: mode u8 (NONE/RO/RW), glob
 			       length u16 (1..POLICY_GLOB_MAX), glob bytes (no NUL) */
+	TAG_REKEY = 13,     /* version u32 (>= 1), state u32 (1..4), done u64, total u64
+			       (done <= total), all LE: present iff state != 0 */
 };
 
 /* Message types as bits, for the sets of the field table. */
@@ -68,6 +71,7 @@ enum {
 	T_KEY_SHRED = 1u << 12,
 	T_KEK_ROTATE = 1u << 13,
 	T_POLICY_RELOAD = 1u << 14,
+	T_REKEY = 1u << 15,
 };
 
 static uint32_t type_bit(uint32_t type)
@@ -88,6 +92,7 @@ static uint32_t type_bit(uint32_t type)
 	case PROTOCOL_KEY_SHRED: return T_KEY_SHRED;
 	case PROTOCOL_KEK_ROTATE: return T_KEK_ROTATE;
 	case PROTOCOL_POLICY_RELOAD: return T_POLICY_RELOAD;
+	case PROTOCOL_REKEY: return T_REKEY;
 	default: return 0;
 	}
 }
@@ -108,7 +113,8 @@ struct field_spec {
 	size_t max_count;
 };
 
-#define NAME_TYPES (T_DATASET_CREATE | T_LEASE | T_KEY_ROTATE | T_KEY_RETIRE | T_KEY_SHRED)
+#define NAME_TYPES (T_DATASET_CREATE | T_LEASE | T_KEY_ROTATE | T_KEY_RETIRE | T_KEY_SHRED | \
+		    T_REKEY)
 
 static const struct field_spec field_specs[] = {
 	/* tag, min, max length, allowed in, required in, repeatable, at most */
@@ -118,17 +124,18 @@ static const struct field_spec field_specs[] = {
 	{ TAG_PATH, 1, PROTOCOL_PATH_MAX, T_OK, 0, false, 1 },
 	{ TAG_LEASE_ID, 8, 8, T_OK | T_RENEW | T_RELEASE | T_REVOKE, T_RENEW | T_RELEASE, false, 1 },
 	{ TAG_TTL, 4, 4, T_OK, 0, false, 1 },
-	{ TAG_VERSION, 4, 4, T_OK | T_KEY_RETIRE, T_KEY_RETIRE, false, 1 },
+	{ TAG_VERSION, 4, 4, T_OK | T_KEY_RETIRE | T_REKEY, T_KEY_RETIRE, false, 1 },
 	{ TAG_MODE, 4, 4, T_OK, 0, false, 1 },
 	{ TAG_SECRET, 1, PROTOCOL_SECRET_MAX, T_UNLOCK | T_KEK_ROTATE, T_UNLOCK | T_KEK_ROTATE,
 	  false, 1 },
 	{ TAG_KEY, KEY_FIELD_LEN, KEY_FIELD_LEN, T_OK, 0, true, PROTOCOL_KEYS_MAX },
 	{ TAG_DATASET, 1, POLICY_NAME_MAX, T_OK, 0, true, PROTOCOL_NAMES_MAX },
 	{ TAG_GRANT, GRANT_HEAD_LEN, GRANT_MAX_LEN, T_OK, 0, true, PROTOCOL_GRANTS_MAX },
+	{ TAG_REKEY, REKEY_FIELD_LEN, REKEY_FIELD_LEN, T_OK | T_RENEW, 0, false, 1 },
 };
 
 #define FIELD_COUNT (sizeof(field_specs) / sizeof(field_specs[0]))
-_Static_assert(FIELD_COUNT == TAG_GRANT, "one table entry per tag, in tag order");
+_Static_assert(FIELD_COUNT == TAG_REKEY, "one table entry per tag, in tag order");
 
 static const struct field_spec *field_spec(uint16_t tag)
 {
@@ -145,6 +152,13 @@ static bool text_valid(const uint8_t *text, size_t len)
 		if (text[i] < 0x20 || text[i] == 0x7f)
 			return false;
 	return true;
+}
+
+/* A rekey field says something: a version, a known state, counts that add up. */
+static bool rekey_valid(const struct protocol_rekey *rekey)
+{
+	return rekey->version != 0 && rekey->state >= PROTOCOL_REKEY_REQUESTED &&
+	       rekey->state <= PROTOCOL_REKEY_FAILED && rekey->done <= rekey->total;
 }
 
 void protocol_message_release(struct protocol_message *msg)
@@ -305,6 +319,12 @@ static int decode_field(struct protocol_message *msg, const struct field_spec *s
 			msg->grants.count++;
 		return err;
 	}
+	case TAG_REKEY:
+		msg->rekey.version = get_le32(value);
+		msg->rekey.state = get_le32(value + 4);
+		msg->rekey.done = get_le64(value + 8);
+		msg->rekey.total = get_le64(value + 16);
+		return rekey_valid(&msg->rekey) ? 0 : -EBADMSG;
 	}
 	return -EBADMSG;
 }
@@ -574,6 +594,20 @@ static int put_spec(struct writer *w, const struct protocol_message *msg,
 				return err;
 		}
 		return 0;
+	case TAG_REKEY: {
+		uint8_t bytes[REKEY_FIELD_LEN];
+
+		if (msg->rekey.state == 0)
+			return 0;
+		if (!rekey_valid(&msg->rekey))
+			return -EINVAL;
+		put_le32(bytes, msg->rekey.version);
+		put_le32(bytes + 4, msg->rekey.state);
+		put_le64(bytes + 8, msg->rekey.done);
+		put_le64(bytes + 16, msg->rekey.total);
+		put_field(w, TAG_REKEY, bytes, sizeof(bytes));
+		return 0;
+	}
 	}
 	return -EINVAL;
 }

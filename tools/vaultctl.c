@@ -39,6 +39,7 @@ static const struct {
 	{ "mount", cmd_mount, "mount a dataset with keys leased from the key agent" },
 	{ "lease", cmd_lease, "revoke the key leases of mounted datasets" },
 	{ "key", cmd_key, "rotate, retire or shred a dataset's keys" },
+	{ "rekey", cmd_rekey, "re-encrypt a dataset under its newest key version" },
 	{ "kek", cmd_kek, "rotate the key agent's master key (passphrase agents)" },
 	{ "policy", cmd_policy, "check a key agent configuration, or reload the agent's policy" },
 	{ "help", cmd_help, "show this text, or the usage of one subcommand" },
@@ -174,6 +175,11 @@ static const char *agent_environment(void)
 	const char *socket_path = secure_getenv("VAULTFS_AGENT_SOCKET");
 
 	return socket_path && *socket_path ? socket_path : NULL;
+}
+
+void vaultctl_set_agent_socket(const char *socket_path)
+{
+	agent_option = socket_path;
 }
 
 const char *vaultctl_agent_socket(void)

@@ -26,6 +26,7 @@ int cmd_mount(int argc, char *argv[]);
 int cmd_lease(int argc, char *argv[]);
 int cmd_key(int argc, char *argv[]);
 int cmd_kek(int argc, char *argv[]);
+int cmd_rekey(int argc, char *argv[]);
 
 /* Print "vaultctl: <message>" on stderr; returns VAULTCTL_EXIT_ERROR. */
 int vaultctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -51,6 +52,9 @@ int vaultctl_run_action(const char *noun, const struct vaultctl_action *actions,
 /* vaultctl.c: the key agent's socket: the global '--agent SOCKET' option, else
  * $VAULTFS_AGENT_SOCKET, else AGENT_DEFAULT_SOCKET. Never NULL. */
 const char *vaultctl_agent_socket(void);
+/* vaultctl.c: the socket a subcommand's own '--agent SOCKET' names (as the global
+ * option; socket_path must outlive the call). */
+void vaultctl_set_agent_socket(const char *socket_path);
 /* vaultctl.c: whether the socket was chosen (option or environment), not the default. */
 int vaultctl_agent_socket_chosen(void);
 

@@ -4,7 +4,9 @@
  * leases whose keys open the vault, refusals for uids without a role (child processes
  * that setresuid, so SO_PEERCRED says so), renew, revoke, rotate, retire, shred, policy
  * reload over the socket and by SIGHUP, malformed frames, the client limit, the sealed
- * passphrase mode and its back-off, and no secret in /proc of the agent or its log.
+ * passphrase mode and its back-off, no secret in /proc of the agent or its log, and
+ * rekey jobs: refusals, an offline run to DONE, leases refused while one runs, and an
+ * online run driven through renewals.
  * Needs root (setresuid, chown of the socket).
  */
 #include <errno.h>
@@ -232,6 +234,7 @@ struct outcome {
 	uint64_t lease_id;
 	size_t key_count;
 	size_t name_count;
+	struct protocol_rekey rekey;
 	char text[PROTOCOL_TEXT_MAX + 1];
 };
 
@@ -259,6 +262,7 @@ static struct outcome call_as(uid_t uid, const struct protocol_message *request)
 		out.lease_id = reply.lease_id;
 		out.key_count = reply.key_count;
 		out.name_count = reply.name_count;
+		out.rekey = reply.rekey;
 		memcpy(out.text, reply.text, sizeof(out.text));
 		protocol_message_release(&reply);
 		_exit(write(fds[1], &out, sizeof(out)) == (ssize_t)sizeof(out) ? 0 : 2);
@@ -1028,6 +1032,235 @@ START_TEST(test_daemon_mode)
 }
 END_TEST
 
+/* Rekey. */
+
+static struct outcome rekey_as(uid_t uid, const char *name, uint32_t version)
+{
+	struct protocol_message request = { .type = PROTOCOL_REKEY, .version = version };
+
+	snprintf(request.name, sizeof(request.name), "%s", name);
+	return call_as(uid, &request);
+}
+
+/* Follow the run to version as vaultctl does until it ends (bounded: a hung run fails
+ * the test rather than the suite's timeout). */
+static struct outcome rekey_wait(uid_t uid, const char *name, uint32_t version)
+{
+	struct outcome o = { .err = -ETIMEDOUT };
+
+	for (int i = 0; i < 1200; i++) {
+		o = rekey_as(uid, name, version);
+		ck_assert_int_eq(o.err, 0);
+		ck_assert_uint_eq(o.rekey.version, version);
+		if (o.rekey.state == PROTOCOL_REKEY_DONE || o.rekey.state == PROTOCOL_REKEY_FAILED)
+			return o;
+		usleep(25000);
+	}
+	ck_abort_msg("the rekey of '%s' did not end", name);
+	return o;
+}
+
+static const char rotator_role[] =
+	"\n[role rotator]\n"
+	"users = 1002\n"
+	"admin = * rotate\n";
+
+START_TEST(test_rekey_refusals)
+{
+	char roles[1024];
+	struct outcome o;
+
+	snprintf(roles, sizeof(roles), "%s%s", base_roles, rotator_role);
+	write_keyfile_config(roles);
+	start_agent();
+	create_dataset("cardio");
+	/* The rotate privilege on the dataset: a data role is not it. */
+	o = rekey_as(NOBODY_UID, "cardio", 0);
+	ck_assert_int_eq(o.err, -EACCES);
+	ck_assert_ptr_nonnull(strstr(o.text, "'rotate' privilege on dataset 'cardio'"));
+	ck_assert_int_eq(rekey_as(0, "cardio", 0).err, -EACCES);
+	ck_assert_int_eq(rekey_as(NOBODY_UID, "cardio", 1).err, -EACCES);
+	/* An unknown dataset, for one who may rekey any. */
+	o = rekey_as(1002, "nosuch", 0);
+	ck_assert_int_eq(o.err, -ENOENT);
+	ck_assert_ptr_nonnull(strstr(o.text, "no dataset 'nosuch'"));
+	/* Asking about a run that never started starts nothing. */
+	o = rekey_as(KEYADMIN_UID, "cardio", 2);
+	ck_assert_int_eq(o.err, -ENOENT);
+	ck_assert_ptr_nonnull(strstr(o.text, "vaultctl rekey cardio"));
+	o = rekey_as(KEYADMIN_UID, "cardio", 1);
+	ck_assert_int_eq(o.err, -ENOENT);
+	ck_assert_uint_eq(o.rekey.state, 0);
+}
+END_TEST
+
+START_TEST(test_rekey_offline)
+{
+	struct protocol_message reply;
+	struct keysource *keys;
+	struct vault *vault;
+	char vault_path[160];
+	struct outcome o;
+
+	start_agent();
+	create_dataset("cardio");
+	ck_assert_uint_eq(simple_as(KEYADMIN_UID, PROTOCOL_KEY_ROTATE, "cardio").version, 2);
+	/* Not mounted: the agent does it. */
+	o = rekey_as(KEYADMIN_UID, "cardio", 0);
+	ck_assert_int_eq(o.err, 0);
+	ck_assert_uint_eq(o.rekey.version, 2);
+	ck_assert_str_eq(o.text, "offline");
+	o = rekey_wait(KEYADMIN_UID, "cardio", 2);
+	ck_assert_msg(o.rekey.state == PROTOCOL_REKEY_DONE, "rekey ended in state %u: %s",
+		      (unsigned)o.rekey.state, o.text);
+	ck_assert_uint_gt(o.rekey.done, 0);   /* the root directory's records at least */
+	ck_assert_uint_eq(o.rekey.done, o.rekey.total);
+	ck_assert(file_contains(log_path, "rekey to key version 2 started offline"));
+	ck_assert(file_contains(log_path, "rekey to key version 2 done"));
+
+	/* What a user relies on: version 1 can go, and the vault opens without it. */
+	o = retire_as(KEYADMIN_UID, "cardio", 1);
+	ck_assert_msg(o.err == 0, "retire refused: %s", o.text);
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
+	ck_assert_uint_eq(reply.key_count, 1);
+	ck_assert_uint_eq(reply.keys[0].version, 2);
+	ck_assert_int_eq(keysource_memory_new(&keys), 0);
+	ck_assert_int_eq(keysource_memory_add(keys, 2, reply.keys[0].key), 0);
+	protocol_message_release(&reply);
+	snprintf(vault_path, sizeof(vault_path), "%s/vaults/cardio", dir);
+	ck_assert_int_eq(vault_open(&vault, vault_path, keys, VAULT_OPEN_READ_ONLY), 0);
+	vault_close(vault);
+	keysource_free(keys);
+}
+END_TEST
+
+START_TEST(test_rekey_offline_refuses_leases)
+{
+	struct protocol_message reply, request = { .type = PROTOCOL_RELEASE };
+	struct keysource *keys;
+	struct meta_txn *txn;
+	struct vault *vault;
+	char vault_path[160];
+	struct outcome o;
+
+	start_agent();
+	create_dataset("cardio");
+	ck_assert_uint_eq(simple_as(KEYADMIN_UID, PROTOCOL_KEY_ROTATE, "cardio").version, 2);
+	/* The keys, through a lease given back at once: nothing is mounted. */
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
+	ck_assert_int_eq(keysource_memory_new(&keys), 0);
+	for (size_t i = 0; i < reply.key_count; i++)
+		ck_assert_int_eq(keysource_memory_add(keys, reply.keys[i].version,
+						      reply.keys[i].key), 0);
+	request.lease_id = reply.lease_id;
+	protocol_message_release(&reply);
+	ck_assert_int_eq(call_message(&request, &reply), 0);
+	protocol_message_release(&reply);
+
+	/* Holding the vault's metadata write lock holds the worker where it opens the
+	 * vault: the run is in progress for as long as this test wants. */
+	snprintf(vault_path, sizeof(vault_path), "%s/vaults/cardio", dir);
+	ck_assert_int_eq(vault_open(&vault, vault_path, keys, 0), 0);
+	ck_assert_int_eq(meta_txn_begin(vault->meta, true, &txn), 0);
+	o = rekey_as(KEYADMIN_UID, "cardio", 0);
+	ck_assert_int_eq(o.err, 0);
+	ck_assert_uint_eq(o.rekey.state, PROTOCOL_REKEY_RUNNING);
+	ck_assert_str_eq(o.text, "offline");
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), -EBUSY);
+	ck_assert_msg(strstr(reply.text, "being rekeyed offline") &&
+		      strstr(reply.text, "vaultctl rekey cardio"), "got '%s'", reply.text);
+	protocol_message_release(&reply);
+	/* A second request attaches to the run in progress rather than starting another. */
+	o = rekey_as(KEYADMIN_UID, "cardio", 0);
+	ck_assert_int_eq(o.err, 0);
+	ck_assert_uint_eq(o.rekey.state, PROTOCOL_REKEY_RUNNING);
+	o = rekey_as(KEYADMIN_UID, "cardio", 2);
+	ck_assert_uint_eq(o.rekey.state, PROTOCOL_REKEY_RUNNING);
+
+	meta_txn_abort(txn);
+	vault_close(vault);
+	keysource_free(keys);
+	o = rekey_wait(KEYADMIN_UID, "cardio", 2);
+	/* Whatever the end, the worker let go: leases are given again. */
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
+	protocol_message_release(&reply);
+}
+END_TEST
+
+static int renew_rekey(uint64_t lease_id, uint32_t version, uint32_t state, uint64_t done,
+		       uint64_t total, struct protocol_message *reply)
+{
+	struct protocol_message request = {
+		.type = PROTOCOL_RENEW, .lease_id = lease_id,
+		.rekey = { .version = version, .state = state, .done = done, .total = total },
+	};
+	return call_message(&request, reply);
+}
+
+START_TEST(test_rekey_online)
+{
+	struct protocol_message reply, request = { .type = PROTOCOL_RELEASE };
+	char want[64];
+	uint64_t id;
+	struct outcome o;
+
+	start_agent();
+	create_dataset("cardio");
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
+	id = reply.lease_id;
+	protocol_message_release(&reply);
+	ck_assert_uint_eq(simple_as(KEYADMIN_UID, PROTOCOL_KEY_ROTATE, "cardio").version, 2);
+
+	/* Mounted (a live lease): the mount is asked, through its next renewal. */
+	o = rekey_as(KEYADMIN_UID, "cardio", 0);
+	ck_assert_int_eq(o.err, 0);
+	ck_assert_uint_eq(o.rekey.state, PROTOCOL_REKEY_REQUESTED);
+	ck_assert_uint_eq(o.rekey.version, 2);
+	snprintf(want, sizeof(want), "online (mounted by pid %d)", (int)getpid());
+	ck_assert_str_eq(o.text, want);
+	ck_assert_int_eq(renew(id, &reply), 0);
+	ck_assert_uint_eq(reply.rekey.state, PROTOCOL_REKEY_REQUESTED);
+	ck_assert_uint_eq(reply.rekey.version, 2);
+	ck_assert_uint_eq(reply.rekey.done, 0);
+	protocol_message_release(&reply);
+	/* Leases are not refused for an online run. */
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
+	request.lease_id = reply.lease_id;
+	protocol_message_release(&reply);
+	ck_assert_int_eq(call_message(&request, &reply), 0);
+	protocol_message_release(&reply);
+
+	/* The daemon reports: the request stops, the counts show. */
+	ck_assert_int_eq(renew_rekey(id, 2, PROTOCOL_REKEY_RUNNING, 1, 4, &reply), 0);
+	ck_assert_uint_eq(reply.rekey.state, 0);
+	protocol_message_release(&reply);
+	o = rekey_as(KEYADMIN_UID, "cardio", 2);
+	ck_assert_uint_eq(o.rekey.state, PROTOCOL_REKEY_RUNNING);
+	ck_assert_uint_eq(o.rekey.done, 1);
+	ck_assert_uint_eq(o.rekey.total, 4);
+	/* Following it again attaches. */
+	o = rekey_as(KEYADMIN_UID, "cardio", 0);
+	ck_assert_uint_eq(o.rekey.state, PROTOCOL_REKEY_RUNNING);
+	ck_assert_int_eq(renew_rekey(id, 2, PROTOCOL_REKEY_DONE, 4, 4, &reply), 0);
+	protocol_message_release(&reply);
+	o = rekey_as(KEYADMIN_UID, "cardio", 2);
+	ck_assert_uint_eq(o.rekey.state, PROTOCOL_REKEY_DONE);
+	ck_assert_uint_eq(o.rekey.done, 4);
+
+	/* A new run; the mount goes away before it is done: FAILED, and says why. */
+	o = rekey_as(KEYADMIN_UID, "cardio", 0);
+	ck_assert_uint_eq(o.rekey.state, PROTOCOL_REKEY_REQUESTED);
+	request.lease_id = id;
+	ck_assert_int_eq(call_message(&request, &reply), 0);
+	protocol_message_release(&reply);
+	o = rekey_as(KEYADMIN_UID, "cardio", 2);
+	ck_assert_uint_eq(o.rekey.state, PROTOCOL_REKEY_FAILED);
+	ck_assert_ptr_nonnull(strstr(o.text, "the mount went away"));
+	ck_assert(file_contains(log_path, "rekey to key version 2 started online"));
+	ck_assert(file_contains(log_path, "rekey to key version 2 failed"));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("agent");
@@ -1050,6 +1283,10 @@ int main(void)
 	tcase_add_test(tc, test_keyfile_kek_rotate_refused);
 	tcase_add_test(tc, test_startup_refusals);
 	tcase_add_test(tc, test_daemon_mode);
+	tcase_add_test(tc, test_rekey_refusals);
+	tcase_add_test(tc, test_rekey_offline);
+	tcase_add_test(tc, test_rekey_offline_refuses_leases);
+	tcase_add_test(tc, test_rekey_online);
 	suite_add_tcase(suite, tc);
 	return harness_run(suite);
 }

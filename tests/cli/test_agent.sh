@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # CLI tests of vaultctl against the real key agent ($VAULT_KEYAGENT, started in the
 # foreground on a scratch configuration per case) and real mounts ($VAULTFS): status,
-# unlock, datasets, mount, lease revocation, key rotate/retire/shred, KEK rotation,
-# policy reload, and the messages for an agent that is down, sealed or refusing.
+# unlock, datasets, mount, lease revocation, key rotate/retire/shred, rekey offline and
+# online, KEK rotation, policy reload, and the messages for an agent that is down, sealed or refusing.
 # Root runs the admin commands and mounts; other uids come from setpriv. Each case is a
 # function named case_*; the last line is the summary "checks: N passed, N failed".
 set -u
@@ -307,6 +307,114 @@ case_key_shred() {
 	expect_err "cannot be used again"
 }
 
+# KEK_UID also rotates, retires and rekeys 'b', on which it holds no data grant.
+rekey_role=$(printf '[role rekeyer]\nusers = %s\nadmin = b rotate retire' "$KEK_UID")
+
+# fill_files DIR: a few files, one of 3 MiB, in the mount at DIR; copies in $dir/orig.
+fill_files() {
+	mkdir -p "$dir/orig/sub" "$1/sub" || { fail "cannot make directories"; return 1; }
+	head -c $((3 * 1024 * 1024)) /dev/urandom >"$dir/orig/big.bin"
+	echo "ecg 0042" >"$dir/orig/record.txt"
+	printf 'bp 120/80\n' >"$dir/orig/sub/vitals.csv"
+	: >"$dir/orig/empty"
+	for f in big.bin record.txt sub/vitals.csv empty; do
+		cp "$dir/orig/$f" "$1/$f" || { fail "cannot write '$f' through the mount"; return 1; }
+	done
+}
+
+# same_files DIR: the files of fill_files read back through the mount at DIR.
+same_files() {
+	for f in big.bin record.txt sub/vitals.csv empty; do
+		cmp -s "$dir/orig/$f" "$1/$f" || fail "'$f' differs after the rekey"
+	done
+}
+
+# wait_released N: the agent has logged N releases of 'b' (5 s at most): an unmounted
+# daemon gives its lease back just after the mount goes, and a rekey started before that
+# would go to it rather than run offline.
+wait_released() {
+	local i
+	for i in $(seq 1 50); do
+		[ "$(grep -c "release 'b': ok" "$dir/agent.log")" -ge "$1" ] && return 0
+		sleep 0.1
+	done
+	fail "the unmounted daemon did not release its lease"
+}
+
+case_rekey_offline() {
+	keyfile_config "$rekey_role"
+	start_agent || return
+	run dataset create b
+	mkdir "$dir/m"
+	run mount b "$dir/m"
+	wait_mount "$dir/m" present || { fail "mount failed: $err"; return; }
+	fill_files "$dir/m" || return
+	unmount "$dir/m"
+	wait_released 1
+	run_as "$KEK_UID" key rotate b
+	expect_status 0
+	[ "$out" = 2 ] || fail "key rotate printed '$out', expected '2'"
+	run_as "$KEK_UID" key retire b 1
+	expect_one_line_error
+	expect_err "run 'vaultctl rekey b' first"
+	# Without the privilege (a data role is not it), with the option after the subcommand.
+	setpriv --reuid "$DATA_UID" --regid "$SOCKET_GID" --clear-groups -- \
+		"$VAULTCTL" rekey --agent "$sock" b >"$dir/stdout" 2>"$dir/stderr" </dev/null
+	collect
+	expect_one_line_error
+	expect_err "vaultctl: the agent refused: you hold no role allowing 'rekey' on 'b'"
+	run_as "$KEK_UID" rekey nosuch
+	expect_one_line_error
+	# Not mounted: the agent rekeys; without a terminal one line at the start and the end.
+	run_as "$KEK_UID" rekey b
+	expect_status 0
+	expect_err "rekeying dataset 'b' to key version 2: offline"
+	[ "$(wc -l <"$dir/stderr")" -eq 1 ] || fail "more than the start line on stderr: $err"
+	grep -qE "^dataset 'b' rekeyed: [0-9]+ items now under key version 2; retire older versions with 'vaultctl key retire'\$" \
+		"$dir/stdout" || fail "unexpected rekey output: $out"
+	[ "$(wc -l <"$dir/stdout")" -eq 1 ] || fail "more than one line on stdout: $out"
+	grep -q "rekey to key version 2 done" "$dir/agent.log" || fail "the agent logged no finish"
+	run_as "$KEK_UID" key retire b 1
+	expect_status 0
+	# Only version 2 is left, and it reads everything back.
+	run mount b "$dir/m"
+	wait_mount "$dir/m" present || { fail "mount after the rekey failed: $err"; return; }
+	same_files "$dir/m"
+	unmount "$dir/m"
+	wait_released 2
+	# Nothing left to move: a second run is done at once.
+	run_as "$KEK_UID" rekey b
+	expect_status 0
+	expect_out "dataset 'b' rekeyed: 0 items now under key version 2; retire older versions with 'vaultctl key retire'"
+}
+
+case_rekey_online() {
+	keyfile_config "$rekey_role"
+	start_agent || return
+	run dataset create b
+	mkdir "$dir/m"
+	run mount b "$dir/m"
+	wait_mount "$dir/m" present || { fail "mount failed: $err"; return; }
+	fill_files "$dir/m" || return
+	run_as "$KEK_UID" key rotate b
+	expect_status 0
+	# Mounted: the mount's daemon does it, asked through its lease renewals.
+	run_as "$KEK_UID" rekey b
+	expect_status 0
+	grep -q "rekeying dataset 'b' to key version 2: online (mounted by pid [0-9]*)" \
+		"$dir/stderr" || fail "not said to run online: $err"
+	grep -qE "^dataset 'b' rekeyed: [0-9]+ items now under key version 2;" "$dir/stdout" ||
+		fail "unexpected rekey output: $out"
+	same_files "$dir/m"
+	unmount "$dir/m"
+	run_as "$KEK_UID" key retire b 1
+	expect_status 0
+	run mount b "$dir/m"
+	wait_mount "$dir/m" present || { fail "mount after the rekey failed: $err"; return; }
+	same_files "$dir/m"
+	unmount "$dir/m"
+}
+
 case_kek_rotate_keyfile_agent() {
 	keyfile_config
 	start_agent || return
@@ -533,7 +641,7 @@ case_usage() {
 	run help
 	expect_status 0
 	listing=$out
-	for sub in unlock status dataset mount lease key kek policy; do
+	for sub in unlock status dataset mount lease key rekey kek policy; do
 		grep -qE "^  $sub " <<<"$listing" || fail "'vaultctl help' does not list $sub"
 		run help "$sub"
 		expect_status 0
@@ -547,6 +655,12 @@ case_usage() {
 	run key frob a
 	expect_status 2
 	run mount b
+	expect_status 2
+	run rekey
+	expect_status 2
+	run rekey a b
+	expect_status 2
+	run rekey 'no good'
 	expect_status 2
 	run unlock --passphrase-fd x
 	expect_status 2

@@ -34,14 +34,14 @@
 enum {
 	TAG_ERROR = 1, TAG_NAME = 2, TAG_TEXT = 3, TAG_PATH = 4, TAG_LEASE_ID = 5, TAG_TTL = 6,
 	TAG_VERSION = 7, TAG_MODE = 8, TAG_SECRET = 9, TAG_KEY = 10, TAG_DATASET = 11,
-	TAG_GRANT = 12,
+	TAG_GRANT = 12, TAG_REKEY = 13,
 };
 
 static const enum protocol_type all_types[] = {
 	PROTOCOL_OK, PROTOCOL_ERROR, PROTOCOL_UNLOCK, PROTOCOL_STATUS, PROTOCOL_DATASET_CREATE,
 	PROTOCOL_DATASET_LIST, PROTOCOL_LEASE, PROTOCOL_RENEW, PROTOCOL_RELEASE, PROTOCOL_REVOKE,
 	PROTOCOL_KEY_ROTATE, PROTOCOL_KEY_RETIRE, PROTOCOL_KEY_SHRED, PROTOCOL_KEK_ROTATE,
-	PROTOCOL_POLICY_RELOAD,
+	PROTOCOL_POLICY_RELOAD, PROTOCOL_REKEY,
 };
 #define TYPE_COUNT (sizeof(all_types) / sizeof(all_types[0]))
 
@@ -135,6 +135,8 @@ static void sample_message(struct protocol_message *m, enum protocol_type type, 
 		add_keys(m, 3, 1);
 		add_names(m, 4);
 		add_grants(m);
+		m->rekey = (struct protocol_rekey){ .version = 3, .state = PROTOCOL_REKEY_RUNNING,
+						    .done = 5, .total = UINT64_MAX };
 		break;
 	case PROTOCOL_ERROR:
 		m->error = -EACCES;
@@ -156,8 +158,17 @@ static void sample_message(struct protocol_message *m, enum protocol_type type, 
 			strcpy(m->text, "gpu-07.example.org");
 		break;
 	case PROTOCOL_RENEW:
+		if (full)
+			m->rekey = (struct protocol_rekey){ .version = 2,
+							    .state = PROTOCOL_REKEY_DONE,
+							    .done = 7, .total = 7 };
+		/* fall through */
 	case PROTOCOL_RELEASE:
 		m->lease_id = full ? UINT64_MAX : 0;
+		break;
+	case PROTOCOL_REKEY:
+		strcpy(m->name, full ? "cardio" : "c");
+		m->version = full ? 4 : 0;
 		break;
 	case PROTOCOL_REVOKE:
 		if (full)
@@ -199,6 +210,10 @@ static void assert_messages_equal(const struct protocol_message *a, const struct
 	ck_assert_uint_eq(a->name_count, b->name_count);
 	for (size_t i = 0; i < a->name_count; i++)
 		ck_assert_str_eq(a->names[i], b->names[i]);
+	ck_assert_uint_eq(a->rekey.version, b->rekey.version);
+	ck_assert_uint_eq(a->rekey.state, b->rekey.state);
+	ck_assert_uint_eq(a->rekey.done, b->rekey.done);
+	ck_assert_uint_eq(a->rekey.total, b->rekey.total);
 	ck_assert_uint_eq(a->grants.count, b->grants.count);
 	for (size_t i = 0; i < a->grants.count; i++) {
 		const struct policy_grant *x = &a->grants.grants[i], *y = &b->grants.grants[i];
@@ -296,6 +311,17 @@ static void body_u64(uint16_t tag, uint64_t v)
 static void body_string(uint16_t tag, const char *s)
 {
 	body_field(tag, s, (uint32_t)strlen(s));
+}
+
+/* A rekey field: version u32, state u32, done u64, total u64. */
+static void body_rekey(uint32_t version, uint32_t state, uint64_t done, uint64_t total)
+{
+	uint8_t bytes[24];
+	put_le32(bytes, version);
+	put_le32(bytes + 4, state);
+	put_le64(bytes + 8, done);
+	put_le64(bytes + 16, total);
+	body_field(TAG_REKEY, bytes, sizeof(bytes));
 }
 
 static int decode_body(void)
@@ -436,6 +462,189 @@ START_TEST(test_known_answer_small_messages)
 }
 END_TEST
 
+START_TEST(test_known_answer_rekey)
+{
+	/* A REKEY reply: text "offline", then the rekey field (tag 13, 24 bytes). */
+	static const uint8_t reply[] = {
+		0x33, 0x00, 0x00, 0x00,                          /* body length 51 */
+		0x01, 0x00, 0x01, 0x00, 0x07, 0x00, 0x00, 0x00,  /* version 1, OK, id 7 */
+		0x03, 0x00, 0x07, 0x00, 0x00, 0x00,              /* text, 7 bytes */
+		'o', 'f', 'f', 'l', 'i', 'n', 'e',
+		0x0d, 0x00, 0x18, 0x00, 0x00, 0x00,              /* rekey, 24 bytes */
+		0x02, 0x00, 0x00, 0x00,                          /* version 2 */
+		0x02, 0x00, 0x00, 0x00,                          /* RUNNING */
+		0x28, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  /* done 40 */
+		0x00, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,  /* total 2^32 + 256 */
+	};
+	/* A REKEY request that only asks about the run to version 2. */
+	static const uint8_t request[] = {
+		0x1e, 0x00, 0x00, 0x00, 0x01, 0x00, 0x2c, 0x00, 0x05, 0x00, 0x00, 0x00,
+		0x02, 0x00, 0x06, 0x00, 0x00, 0x00, 'c', 'a', 'r', 'd', 'i', 'o',
+		0x07, 0x00, 0x04, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00,
+	};
+	struct protocol_message m = {
+		.type = PROTOCOL_OK,
+		.id = 7,
+		.text = "offline",
+		.rekey = { .version = 2, .state = PROTOCOL_REKEY_RUNNING, .done = 40,
+			   .total = (UINT64_C(1) << 32) + 256 },
+	};
+
+	assert_known_answer(&m, reply, sizeof(reply));
+	m = (struct protocol_message){ .type = PROTOCOL_REKEY, .id = 5, .name = "cardio",
+				       .version = 2 };
+	assert_known_answer(&m, request, sizeof(request));
+}
+END_TEST
+
+static void round_trip_message(const struct protocol_message *m)
+{
+	struct protocol_message back;
+	uint8_t *frame;
+	size_t len;
+
+	ck_assert_int_eq(protocol_encode(&frame, &len, m), 0);
+	ck_assert_int_eq(protocol_decode(&back, frame + 4, len - 4), 0);
+	assert_messages_equal(m, &back);
+	protocol_frame_free(frame, len);
+	protocol_message_release(&back);
+}
+
+START_TEST(test_rekey_round_trips)
+{
+	struct protocol_message m;
+
+	/* A REKEY request that starts or attaches: the name alone. */
+	m = (struct protocol_message){ .type = PROTOCOL_REKEY, .id = 1, .name = "cardio" };
+	round_trip_message(&m);
+	/* Its answer in every state, and DONE with everything moved. */
+	for (uint32_t state = PROTOCOL_REKEY_REQUESTED; state <= PROTOCOL_REKEY_FAILED; state++) {
+		m = (struct protocol_message){
+			.type = PROTOCOL_OK, .id = 1, .text = "online (mounted by pid 42)",
+			.rekey = { .version = 9, .state = state, .done = state, .total = 10 },
+		};
+		round_trip_message(&m);
+	}
+	/* A renewal reporting progress, and its answer asking for a run. */
+	m = (struct protocol_message){
+		.type = PROTOCOL_RENEW, .id = 2, .lease_id = 77,
+		.rekey = { .version = 3, .state = PROTOCOL_REKEY_RUNNING, .done = 0, .total = 0 },
+	};
+	round_trip_message(&m);
+	m = (struct protocol_message){
+		.type = PROTOCOL_OK, .id = 2, .ttl = 30, .version = 3,
+		.rekey = { .version = 3, .state = PROTOCOL_REKEY_REQUESTED },
+	};
+	round_trip_message(&m);
+	/* State 0 is no field at all: whatever else the struct says is not sent. */
+	m = (struct protocol_message){
+		.type = PROTOCOL_OK, .id = 3, .rekey = { .version = 5, .done = 1, .total = 2 },
+	};
+	{
+		struct protocol_message back;
+		uint8_t *frame;
+		size_t len;
+
+		ck_assert_int_eq(protocol_encode(&frame, &len, &m), 0);
+		ck_assert_uint_eq(len, 4 + 8);
+		ck_assert_int_eq(protocol_decode(&back, frame + 4, len - 4), 0);
+		ck_assert_uint_eq(back.rekey.state, 0);
+		ck_assert_uint_eq(back.rekey.version, 0);
+		protocol_frame_free(frame, len);
+		protocol_message_release(&back);
+	}
+}
+END_TEST
+
+START_TEST(test_rekey_invalid)
+{
+	static const struct protocol_rekey bad[] = {
+		{ .version = 0, .state = PROTOCOL_REKEY_RUNNING, .done = 0, .total = 1 },
+		{ .version = 2, .state = 5, .done = 0, .total = 1 },
+		{ .version = 2, .state = UINT32_MAX, .done = 0, .total = 1 },
+		{ .version = 2, .state = PROTOCOL_REKEY_DONE, .done = 2, .total = 1 },
+		{ .version = 2, .state = PROTOCOL_REKEY_RUNNING, .done = UINT64_MAX, .total = 0 },
+	};
+	uint8_t bytes[25] = { 0 };
+	uint8_t *frame;
+	size_t len;
+
+	/* The valid base. */
+	body_start(1, PROTOCOL_OK, 1);
+	body_rekey(2, PROTOCOL_REKEY_DONE, 3, 3);
+	assert_body_ok();
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct protocol_message m = { .type = PROTOCOL_OK, .rekey = bad[i] };
+
+		/* Refused on the wire, in both types that carry it... */
+		body_start(1, PROTOCOL_OK, 1);
+		body_rekey(bad[i].version, bad[i].state, bad[i].done, bad[i].total);
+		assert_body_bad();
+		body_start(1, PROTOCOL_RENEW, 1);
+		body_u64(TAG_LEASE_ID, 1);
+		body_rekey(bad[i].version, bad[i].state, bad[i].done, bad[i].total);
+		assert_body_bad();
+		/* ...and never encoded. */
+		ck_assert_int_eq(protocol_encode(&frame, &len, &m), -EINVAL);
+		ck_assert_ptr_null(frame);
+	}
+	/* State 0 on the wire: an absent field may not be sent. */
+	body_start(1, PROTOCOL_OK, 1);
+	body_rekey(2, 0, 0, 0);
+	assert_body_bad();
+	/* Lengths other than 24. */
+	body_start(1, PROTOCOL_OK, 1);
+	body_field(TAG_REKEY, bytes, 23);
+	assert_body_bad();
+	put_le32(bytes, 1);
+	put_le32(bytes + 4, PROTOCOL_REKEY_REQUESTED);
+	body_start(1, PROTOCOL_OK, 1);
+	body_field(TAG_REKEY, bytes, 25);
+	assert_body_bad();
+	/* Twice. */
+	body_start(1, PROTOCOL_OK, 1);
+	body_rekey(2, PROTOCOL_REKEY_DONE, 3, 3);
+	body_rekey(2, PROTOCOL_REKEY_DONE, 3, 3);
+	assert_body_bad();
+	/* In a type that does not carry it, REKEY requests included. */
+	body_start(1, PROTOCOL_REKEY, 1);
+	body_string(TAG_NAME, "cardio");
+	body_rekey(2, PROTOCOL_REKEY_DONE, 3, 3);
+	assert_body_bad();
+	body_start(1, PROTOCOL_LEASE, 1);
+	body_string(TAG_NAME, "cardio");
+	body_rekey(2, PROTOCOL_REKEY_DONE, 3, 3);
+	assert_body_bad();
+	/* Before a field of a lower tag. */
+	body_start(1, PROTOCOL_OK, 1);
+	body_rekey(2, PROTOCOL_REKEY_DONE, 3, 3);
+	body_string(TAG_TEXT, "offline");
+	assert_body_bad();
+	/* A REKEY request: name required, version optional but never 0, no other field. */
+	body_start(1, PROTOCOL_REKEY, 1);
+	assert_body_bad();
+	body_start(1, PROTOCOL_REKEY, 1);
+	body_string(TAG_NAME, "cardio");
+	body_u32(TAG_VERSION, 0);
+	assert_body_bad();
+	body_start(1, PROTOCOL_REKEY, 1);
+	body_string(TAG_NAME, "../x");
+	assert_body_bad();
+	body_start(1, PROTOCOL_REKEY, 1);
+	body_string(TAG_NAME, "cardio");
+	body_string(TAG_TEXT, "offline");
+	assert_body_bad();
+	body_start(1, PROTOCOL_REKEY, 1);
+	body_string(TAG_NAME, "cardio");
+	body_u32(TAG_VERSION, 2);
+	assert_body_ok();
+	{
+		struct protocol_message m = { .type = PROTOCOL_REKEY };
+		ck_assert_int_eq(protocol_encode(&frame, &len, &m), -EINVAL);
+	}
+}
+END_TEST
+
 /* Round trips. */
 
 static void round_trip(enum protocol_type type, bool full)
@@ -546,7 +755,7 @@ START_TEST(test_unknown_and_disallowed_tags)
 	body_field(0, "x", 1);
 	body_string(TAG_NAME, "cardio");
 	assert_body_bad();
-	for (uint32_t tag = TAG_GRANT + 1; tag <= 0xffff; tag += 0x1111) {
+	for (uint32_t tag = TAG_REKEY + 1; tag <= 0xffff; tag += 0x1111) {
 		body_start(1, PROTOCOL_LEASE, 9);
 		body_string(TAG_NAME, "cardio");
 		body_field((uint16_t)tag, "x", 1);
@@ -1382,6 +1591,7 @@ static const char *type_name(enum protocol_type type)
 	case PROTOCOL_KEY_SHRED: return "key-shred";
 	case PROTOCOL_KEK_ROTATE: return "kek-rotate";
 	case PROTOCOL_POLICY_RELOAD: return "policy-reload";
+	case PROTOCOL_REKEY: return "rekey";
 	}
 	return "unknown";
 }
@@ -1450,6 +1660,13 @@ START_TEST(test_write_corpus)
 	body_string(TAG_NAME, "cardio");
 	body_u64(TAG_LEASE_ID, 3);
 	write_seed(dir, "bad-revoke-both", body, body_len);
+	body_start(1, PROTOCOL_OK, 1);
+	body_rekey(2, PROTOCOL_REKEY_RUNNING, 8, 7);
+	write_seed(dir, "bad-rekey-counts", body, body_len);
+	body_start(1, PROTOCOL_RENEW, 1);
+	body_u64(TAG_LEASE_ID, 3);
+	body_rekey(2, PROTOCOL_REKEY_RUNNING, 1, 9);
+	write_seed(dir, "renew-rekey-running", body, body_len);
 }
 END_TEST
 
@@ -1473,6 +1690,9 @@ int main(void)
 	tcase_add_test(tc, test_known_answer_error);
 	tcase_add_test(tc, test_known_answer_lease_reply);
 	tcase_add_test(tc, test_known_answer_small_messages);
+	tcase_add_test(tc, test_known_answer_rekey);
+	tcase_add_test(tc, test_rekey_round_trips);
+	tcase_add_test(tc, test_rekey_invalid);
 	tcase_add_loop_test(tc, test_round_trip_full, 0, TYPE_COUNT);
 	tcase_add_loop_test(tc, test_round_trip_minimal, 0, TYPE_COUNT);
 	tcase_add_loop_test(tc, test_truncated_and_extended, 0, TYPE_COUNT);
