@@ -401,6 +401,7 @@ struct agent_outcome agent_fixture_call_as(struct agent_fixture *a, uid_t uid, g
 		out.mode = reply.mode;
 		out.lease_id = reply.lease_id;
 		out.key_count = reply.key_count;
+		out.rekey = reply.rekey;
 		memcpy(out.text, reply.text, sizeof(out.text));
 		protocol_message_release(&reply);
 		_exit(write(fds[1], &out, sizeof(out)) == (ssize_t)sizeof(out) ? 0 : 2);
@@ -551,50 +552,6 @@ bool agent_file_contains(const char *path, const void *needle, size_t len)
 	bool found = text != NULL && memmem(text, size, needle, len) != NULL;
 	free(text);
 	return found;
-}
-
-static bool is_hex_id(const char *name)
-{
-	if (strlen(name) != 32)
-		return false;
-	for (const char *c = name; *c; c++)
-		if (!isxdigit((unsigned char)*c))
-			return false;
-	return true;
-}
-
-static int compare_ids(const void *x, const void *y)
-{
-	return strcmp(x, y);
-}
-
-int agent_object_ids(const char *vault_dir, char ids[][33], int max)
-{
-	char objects[PATH_MAX];
-	int count = 0;
-
-	snprintf(objects, sizeof(objects), "%s/objects", vault_dir);
-	DIR *top = opendir(objects);
-	if (!top)
-		return 0;
-	struct dirent *sub;
-	while ((sub = readdir(top)) != NULL) {
-		char sub_path[PATH_MAX + 256];
-		if (sub->d_name[0] == '.')
-			continue;
-		snprintf(sub_path, sizeof(sub_path), "%s/%s", objects, sub->d_name);
-		DIR *dir = opendir(sub_path);
-		if (!dir)
-			continue;
-		struct dirent *entry;
-		while ((entry = readdir(dir)) != NULL)
-			if (is_hex_id(entry->d_name) && count < max)
-				snprintf(ids[count++], 33, "%s", entry->d_name);
-		closedir(dir);
-	}
-	closedir(top);
-	qsort(ids, (size_t)count, 33, compare_ids);
-	return count;
 }
 
 uint32_t agent_object_key_version(const char *vault_dir, const char *id)

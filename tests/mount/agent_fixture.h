@@ -63,6 +63,7 @@ struct agent_outcome {
 	uint32_t mode;
 	uint64_t lease_id;
 	size_t key_count;
+	struct protocol_rekey rekey;
 	char text[PROTOCOL_TEXT_MAX + 1];
 };
 
@@ -148,9 +149,6 @@ bool agent_is_mount(const char *path);
 
 /* Does the file at path hold needle (len bytes) anywhere? false if it cannot be read. */
 bool agent_file_contains(const char *path, const void *needle, size_t len);
-
-/* Object ids (32 hex) under vault_dir/objects, sorted; returns the count (at most max). */
-int agent_object_ids(const char *vault_dir, char ids[][33], int max);
 
 /* The key version in the header of object id (u32 LE at byte 16); 0 if unreadable. */
 uint32_t agent_object_key_version(const char *vault_dir, const char *id);

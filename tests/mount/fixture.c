@@ -505,10 +505,15 @@ static int compare_ids(const void *a, const void *b)
 
 int fixture_object_ids(const struct fixture *f, char ids[][FIXTURE_ID_HEX_LEN + 1], int max)
 {
+	return fixture_object_ids_in(f->vault, ids, max);
+}
+
+int fixture_object_ids_in(const char *vault_dir, char ids[][FIXTURE_ID_HEX_LEN + 1], int max)
+{
 	char objects[PATH_MAX + 16];
 	int count = 0;
 
-	snprintf(objects, sizeof(objects), "%s/objects", f->vault);
+	snprintf(objects, sizeof(objects), "%s/objects", vault_dir);
 	DIR *top = opendir(objects);
 	if (top == NULL)
 		return 0;

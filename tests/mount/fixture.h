@@ -129,6 +129,8 @@ char *fixture_read_text(const char *path, size_t *len);
 
 /* Object ids (32 hex) under vault/objects, sorted; returns the count (at most max). */
 int fixture_object_ids(const struct fixture *f, char ids[][FIXTURE_ID_HEX_LEN + 1], int max);
+/* The same for the vault in vault_dir. */
+int fixture_object_ids_in(const char *vault_dir, char ids[][FIXTURE_ID_HEX_LEN + 1], int max);
 /* Bytes held by the emptied object files kept for reuse in objects/free (0 expected). */
 long long fixture_pool_bytes(const struct fixture *f);
 
