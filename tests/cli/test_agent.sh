@@ -386,6 +386,11 @@ case_rekey_offline() {
 	run_as "$KEK_UID" rekey b
 	expect_status 0
 	expect_out "dataset 'b' rekeyed: 0 items now under key version 2; retire older versions with 'vaultctl key retire'"
+	# On a terminal (script(1) gives it one): the progress bar, redrawn with \r.
+	setpriv --reuid "$KEK_UID" --regid "$SOCKET_GID" --clear-groups -- \
+		script -qec "'$VAULTCTL' --agent '$sock' rekey b" /dev/null >"$dir/tty" 2>&1 </dev/null
+	grep -q $'\rrekey .b. to key version 2 \[#*\] 100% 0/0' "$dir/tty" ||
+		fail "no progress bar on a terminal: $(tr '\r\033' '|~' <"$dir/tty")"
 }
 
 case_rekey_online() {
