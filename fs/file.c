@@ -25,7 +25,7 @@
 #include "lib/vault.h"
 
 /* Blocks sealed or opened per pread/pwrite: large enough for 1 MiB FUSE requests. */
-#define CHUNK_BLOCKS 64
+#define CHUNK_BLOCKS 256
 /* Blocks an object may grow by before its record must be stored again (about 1 MiB). */
 #define OBJECT_RESERVE_BLOCKS 256
 /* No file may be larger: block indexes and offsets stay far from overflow. */
@@ -120,6 +120,47 @@ static void detach(struct vnode *node)
 	node->key = NULL;
 }
 
+/* Blocks sealed or opened by one crew slice. */
+struct block_work {
+	const struct object_key *key;
+	size_t stride;
+	uint64_t index;          /* block index of item 0 */
+	uint8_t *cipher;
+	uint8_t *plain;
+	uint64_t bad;            /* open: lowest item that failed (UINT64_MAX: none) */
+};
+
+static int open_slice(void *arg, size_t first, size_t count)
+{
+	struct block_work *w = arg;
+
+	for (size_t i = first; i < first + count; i++) {
+		if (object_block_open(w->plain + i * OBJECT_BLOCK_SIZE, w->cipher + i * w->stride,
+				      w->index + i, w->key) != 0) {
+			uint64_t bad = __atomic_load_n(&w->bad, __ATOMIC_RELAXED);
+			while (i < bad && !__atomic_compare_exchange_n(&w->bad, &bad, i, false,
+								       __ATOMIC_RELAXED,
+								       __ATOMIC_RELAXED))
+				;
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
+static int seal_slice(void *arg, size_t first, size_t count)
+{
+	struct block_work *w = arg;
+
+	for (size_t i = first; i < first + count; i++) {
+		int err = object_block_seal(w->cipher + i * w->stride,
+					    w->plain + i * OBJECT_BLOCK_SIZE, w->index + i, w->key);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 /* Read and authenticate count consecutive data blocks starting at index into plain. */
 static int read_blocks(struct vfs *vfs, struct vnode *node, uint64_t index, uint64_t count,
 		       uint8_t *plain)
@@ -133,13 +174,12 @@ static int read_blocks(struct vfs *vfs, struct vnode *node, uint64_t index, uint
 	got = pread(node->object_fd, cipher, len, object_block_offset(vfs->cipher, index));
 	if (got < 0)
 		return -errno;
-	for (uint64_t i = 0; i < count; i++) {
-		if ((size_t)got < (i + 1) * vfs->stride)
-			return object_fault(node, index + i, "missing (truncated object)");
-		if (object_block_open(plain + i * OBJECT_BLOCK_SIZE, cipher + i * vfs->stride,
-				      index + i, node->key) != 0)
-			return object_fault(node, index + i, "authentication failed");
-	}
+	uint64_t whole = (uint64_t)got / vfs->stride;
+	struct block_work work = { node->key, vfs->stride, index, cipher, plain, UINT64_MAX };
+	if (crew_run(vfs->crew, open_slice, &work, whole < count ? whole : count) != 0)
+		return object_fault(node, index + work.bad, "authentication failed");
+	if (whole < count)
+		return object_fault(node, index + whole, "missing (truncated object)");
 	return 0;
 }
 
@@ -290,12 +330,11 @@ static int write_blocks(struct vfs *vfs, struct vnode *node, uint64_t first, uin
 		err = take_budget(vfs, node, count);
 	if (err)
 		return err;
-	for (uint64_t i = 0; i < count; i++) {
-		err = object_block_seal(cipher + i * vfs->stride, plain + i * OBJECT_BLOCK_SIZE,
-					first + i, node->key);
-		if (err)
-			return err;
-	}
+	struct block_work work = { node->key, vfs->stride, first, cipher, (uint8_t *)plain,
+				   UINT64_MAX };
+	err = crew_run(vfs->crew, seal_slice, &work, count);
+	if (err)
+		return err;
 	ssize_t written = pwrite(node->object_fd, cipher, len,
 				 object_block_offset(vfs->cipher, first));
 	if (written < 0)

@@ -330,7 +330,8 @@ static int serve(struct vfs *vfs, struct fuse_args *args, const struct options *
 		goto out_unmount;
 	if (!opts->foreground)
 		log_init("vaultfs", true, LOG_INFO);
-	if (flusher_start(vfs) != 0)
+	/* Threads only after fuse_daemonize: a fork keeps none of them. */
+	if (crew_start(&vfs->crew) != 0 || flusher_start(vfs) != 0)
 		goto out_unmount;
 	if (lease && lease_start(lease, vfs) != 0)
 		goto out_flusher;
@@ -338,7 +339,9 @@ static int serve(struct vfs *vfs, struct fuse_args *args, const struct options *
 	if (!loop)
 		goto out_flusher;
 	fuse_loop_cfg_set_max_threads(loop, (unsigned int)threads);
-	fuse_loop_cfg_set_idle_threads(loop, (unsigned int)(threads < 4 ? threads : 4));
+	/* Threads stay once made: a checkpoint's writeback burst would otherwise create and
+	 * end several per file, each setting up its buffers and random pool again. */
+	fuse_loop_cfg_set_idle_threads(loop, (unsigned int)threads);
 	log_info("vault mounted");
 	/* The loop returns the number of the signal that ended it (SIGTERM, SIGINT, SIGHUP:
 	 * a clean exit), 0 after an unmount, or -errno. */

@@ -65,6 +65,8 @@ static void vnode_free(struct vnode *node)
 
 void vfs_release(struct vfs *vfs)
 {
+	crew_stop(vfs->crew);
+	vfs->crew = NULL;
 	for (size_t i = 0; i < vfs->table_size; i++) {
 		struct vnode *node = vfs->table[i];
 		while (node) {

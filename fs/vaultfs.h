@@ -83,6 +83,7 @@ struct vfs {
 	uint8_t *deks[VFS_DEK_CACHE];
 
 	struct vfs_rekey *rekey;       /* rekey.c: NULL until the agent first asks */
+	struct crew *crew;             /* crew.c: NULL on one core */
 
 	pthread_t flusher;
 	pthread_mutex_t flusher_lock;
@@ -194,6 +195,18 @@ int gate_enter(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino,
 	       const char *name);
 /* After the work, with its result (0 or -errno). */
 void gate_leave(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino, int result);
+
+/* crew.c: helper threads sharing one request's block encryption. */
+struct crew;
+/* Work on items [first, first + count); 0 or -errno. */
+typedef int crew_fn(void *arg, size_t first, size_t count);
+/* Start one helper per core beyond the first (none on one core: *out stays NULL); after
+ * any fork. vfs_release stops the crew. */
+int crew_start(struct crew **out);
+void crew_stop(struct crew *crew);
+/* Run fn over [0, count) in slices on the caller and the helpers (crew NULL: all on the
+ * caller); returns the first non-zero result, after every slice has finished. */
+int crew_run(struct crew *crew, crew_fn *fn, void *arg, size_t count);
 
 /* rekey.c: rekeying the mounted vault when the key agent asks (lib/rekey.h has the
  * steps). One run at a time, on its own thread, alongside every other request. */
