@@ -42,37 +42,6 @@ static void log_object(const uint8_t id[OBJECT_ID_LEN], uint64_t block, const ch
 		log_error("rekey: object %s block %llu: %s", hex, (unsigned long long)block, what);
 }
 
-static int pread_full(int fd, uint8_t *buf, size_t len, off_t off, size_t *got)
-{
-	*got = 0;
-	while (*got < len) {
-		ssize_t n = pread(fd, buf + *got, len - *got, off + (off_t)*got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		*got += (size_t)n;
-	}
-	return 0;
-}
-
-static int pwrite_full(int fd, const uint8_t *buf, size_t len, off_t off)
-{
-	while (len > 0) {
-		ssize_t n = pwrite(fd, buf, len, off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		buf += n;
-		off += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int key_for(struct vault *vault, const struct meta_inode *rec, struct object_key **out)
 {
 	struct object_header header;
@@ -96,17 +65,17 @@ static int copy_run(enum crypto_cipher cipher, const struct meta_inode *rec, int
 		    struct object_budget *budget, uint8_t *sealed, uint8_t *plain)
 {
 	size_t stride = object_block_stride(cipher);
-	size_t len = (size_t)count * stride, got;
+	size_t len = (size_t)count * stride;
 	off_t off = object_block_offset(cipher, first);
+	ssize_t got = pread(in_fd, sealed, len, off);
 	int ret;
 
-	ret = pread_full(in_fd, sealed, len, off, &got);
-	if (ret < 0)
-		return ret;
+	if (got < 0)
+		return -errno;
 	if (object_budget_take(budget, count, budget_limit) < 0)
 		return -EKEYEXPIRED;
 	for (uint64_t i = 0; i < count; i++) {
-		if (got < (i + 1) * stride) {
+		if ((size_t)got < (i + 1) * stride) {
 			log_object(rec->object_id, first + i, "missing (truncated object)");
 			return -EIO;
 		}
@@ -118,7 +87,11 @@ static int copy_run(enum crypto_cipher cipher, const struct meta_inode *rec, int
 		if (ret < 0)
 			return ret;
 	}
-	return pwrite_full(out_fd, sealed, len, off);
+	/* A regular file writes short only when the disk is full. */
+	ssize_t written = pwrite(out_fd, sealed, len, off);
+	if (written < 0)
+		return -errno;
+	return (size_t)written == len ? 0 : -ENOSPC;
 }
 
 int rekey_copy_object(struct vault *vault, const struct meta_inode *rec, int fd,
@@ -183,11 +156,54 @@ out_free:
 	return ret;
 }
 
+/* Call fn for each regular file's record numbered above after, in one read transaction,
+ * until fn returns non-zero (returned); 0 at the end. */
+typedef int file_visit(void *arg, const struct meta_inode *rec);
+
+static int each_file(struct meta_txn *txn, uint64_t after, file_visit *fn, void *arg)
+{
+	struct meta_inode rec;
+	int ret;
+
+	while ((ret = meta_inode_next(txn, after, &rec)) == 0) {
+		after = rec.ino;
+		if (S_ISREG(rec.mode))
+			ret = fn(arg, &rec);
+		meta_inode_release(&rec);
+		if (ret != 0)
+			return ret;
+	}
+	return ret == -ENOENT ? 0 : ret;
+}
+
+struct older {
+	uint32_t version;
+	uint64_t files;   /* counted */
+	uint64_t first;   /* found */
+};
+
+static int count_older(void *arg, const struct meta_inode *rec)
+{
+	struct older *o = arg;
+
+	o->files += rec->key_version < o->version;
+	return 0;
+}
+
+static int find_older(void *arg, const struct meta_inode *rec)
+{
+	struct older *o = arg;
+
+	if (rec->key_version >= o->version)
+		return 0;
+	o->first = rec->ino;
+	return 1;
+}
+
 int rekey_count(struct vault *vault, uint32_t version, uint64_t *files, uint64_t *values)
 {
+	struct older o = { .version = version };
 	struct meta_txn *txn;
-	struct meta_inode rec;
-	uint64_t after = 0;
 	int ret;
 
 	*files = *values = 0;
@@ -195,40 +211,36 @@ int rekey_count(struct vault *vault, uint32_t version, uint64_t *files, uint64_t
 	if (ret < 0)
 		return ret;
 	ret = meta_count_older(txn, version, values);
-	while (ret == 0 && (ret = meta_inode_next(txn, after, &rec)) == 0) {
-		after = rec.ino;
-		*files += S_ISREG(rec.mode) && rec.key_version < version;
-		meta_inode_release(&rec);
-	}
-	if (ret == -ENOENT)
-		ret = 0;
+	if (ret == 0)
+		ret = each_file(txn, 0, count_older, &o);
 	meta_txn_abort(txn);
+	*files = o.files;
 	return ret;
 }
 
-int rekey_next_file(struct vault *vault, uint32_t version, uint64_t after, uint64_t *ino)
+/* The first regular file numbered above after whose record names an object under a
+ * version older than version: 0 with *ino set, -ENOENT when none. */
+static int rekey_next_file(struct vault *vault, uint32_t version, uint64_t after,
+			   uint64_t *ino)
 {
+	struct older o = { .version = version };
 	struct meta_txn *txn;
-	struct meta_inode rec;
 	int ret;
 
 	ret = meta_txn_begin(vault->meta, false, &txn);
 	if (ret < 0)
 		return ret;
-	while ((ret = meta_inode_next(txn, after, &rec)) == 0) {
-		after = rec.ino;
-		bool old = S_ISREG(rec.mode) && rec.key_version < version;
-		meta_inode_release(&rec);
-		if (old) {
-			*ino = after;
-			break;
-		}
-	}
+	ret = each_file(txn, after, find_older, &o);
 	meta_txn_abort(txn);
-	return ret;
+	if (ret == 1)
+		*ino = o.first;
+	return ret == 1 ? 0 : ret < 0 ? ret : -ENOENT;
 }
 
-int rekey_metadata(struct vault *vault, uint32_t version, size_t max, size_t *count)
+/* Re-seal, under the newest version, at most max metadata values sealed under versions
+ * older than version, in one write transaction; *count says how many (fewer than max:
+ * none are left). */
+static int rekey_metadata(struct vault *vault, uint32_t version, size_t max, size_t *count)
 {
 	struct meta_txn *txn;
 	int ret;
@@ -251,6 +263,7 @@ struct sweep {
 	time_t before;
 	uint8_t (*named)[OBJECT_ID_LEN];
 	size_t named_count;
+	size_t capacity;
 	uint64_t removed;
 };
 
@@ -274,39 +287,37 @@ static int sweep_visit(void *arg, const uint8_t id[OBJECT_ID_LEN], uint32_t key_
 	return 0;
 }
 
-int rekey_sweep(struct vault *vault, time_t before, uint64_t *removed)
+static int name_object(void *arg, const struct meta_inode *rec)
+{
+	struct sweep *s = arg;
+
+	if (s->named_count == s->capacity) {
+		size_t capacity = s->capacity ? 2 * s->capacity : 1024;
+		void *grown = realloc(s->named, capacity * sizeof(*s->named));
+		if (grown == NULL)
+			return -ENOMEM;
+		s->named = grown;
+		s->capacity = capacity;
+	}
+	memcpy(s->named[s->named_count++], rec->object_id, OBJECT_ID_LEN);
+	return 0;
+}
+
+/* Remove the object files no record names that were last changed before `before` (left
+ * by an interrupted run: a copy never recorded, an original never unlinked). */
+static int rekey_sweep(struct vault *vault, time_t before, uint64_t *removed)
 {
 	struct sweep s = { .vault = vault, .before = before };
 	struct meta_txn *txn;
-	struct meta_inode rec;
-	uint64_t after = 0;
-	size_t capacity = 0;
 	int ret;
 
 	*removed = 0;
 	ret = meta_txn_begin(vault->meta, false, &txn);
 	if (ret < 0)
 		return ret;
-	while ((ret = meta_inode_next(txn, after, &rec)) == 0) {
-		after = rec.ino;
-		if (S_ISREG(rec.mode)) {
-			if (s.named_count == capacity) {
-				size_t grown_cap = capacity ? 2 * capacity : 1024;
-				void *grown = realloc(s.named, grown_cap * sizeof(*s.named));
-				if (grown == NULL) {
-					meta_inode_release(&rec);
-					ret = -ENOMEM;
-					break;
-				}
-				s.named = grown;
-				capacity = grown_cap;
-			}
-			memcpy(s.named[s.named_count++], rec.object_id, OBJECT_ID_LEN);
-		}
-		meta_inode_release(&rec);
-	}
+	ret = each_file(txn, 0, name_object, &s);
 	meta_txn_abort(txn);
-	if (ret == -ENOENT) {
+	if (ret == 0) {
 		qsort(s.named, s.named_count, OBJECT_ID_LEN, id_compare);
 		ret = vault_objects_each(vault, sweep_visit, &s);
 	}
@@ -315,37 +326,36 @@ int rekey_sweep(struct vault *vault, time_t before, uint64_t *removed)
 	return ret;
 }
 
-/* The offline run. */
+/* A run. */
 
-struct offline {
+struct run {
 	struct vault *vault;
-	uint64_t budget_limit;
+	const struct rekey_plan *plan;
 	struct rekey_progress progress;
-	rekey_report_fn *report;
-	void *arg;
 	uint8_t (*unlink)[OBJECT_ID_LEN];   /* old objects, unlinked after a store sync */
 	size_t unlink_count;
 };
 
-static int flush_unlinks(struct offline *o)
+static int flush_unlinks(struct run *r)
 {
 	int ret;
 
-	if (o->unlink_count == 0)
+	if (r->unlink_count == 0)
 		return 0;
-	ret = store_sync(o->vault->store);
+	ret = store_sync(r->vault->store);
 	if (ret < 0)
 		return ret;
-	for (size_t i = 0; i < o->unlink_count; i++)
-		(void)vault_object_unlink(o->vault, o->unlink[i]);
-	o->unlink_count = 0;
+	for (size_t i = 0; i < r->unlink_count; i++)
+		(void)vault_object_unlink(r->vault, r->unlink[i]);
+	r->unlink_count = 0;
 	return 0;
 }
 
-/* Rekey one file; -EIO when its object is damaged (logged), the record left as it was. */
-static int offline_file(struct offline *o, uint64_t ino)
+/* The offline rekey_file_fn: straight from the store (arg: the budget limit). */
+static int offline_file(void *arg, struct vault *vault, uint64_t ino, uint32_t version,
+			uint8_t old_id[OBJECT_ID_LEN])
 {
-	struct vault *vault = o->vault;
+	const uint64_t *budget_limit = arg;
 	struct meta_inode rec, fresh;
 	struct object_key *key = NULL, *new_key = NULL;
 	struct object_budget budget;
@@ -360,6 +370,8 @@ static int offline_file(struct offline *o, uint64_t ino)
 	meta_txn_abort(txn);
 	if (ret < 0)
 		return ret;
+	if (rec.key_version >= version)
+		goto out_release;
 	fd = vault_object_attach(vault, &rec, O_RDONLY, &why);
 	if (fd < 0) {
 		ret = fd;
@@ -369,7 +381,7 @@ static int offline_file(struct offline *o, uint64_t ino)
 	}
 	ret = key_for(vault, &rec, &key);
 	if (ret == 0)
-		ret = rekey_copy_object(vault, &rec, fd, key, o->budget_limit, &fresh, &new_fd,
+		ret = rekey_copy_object(vault, &rec, fd, key, *budget_limit, &fresh, &new_fd,
 					&new_key, &budget);
 	if (ret < 0)
 		goto out_close;
@@ -382,9 +394,8 @@ static int offline_file(struct offline *o, uint64_t ino)
 			meta_txn_abort(txn);
 	}
 	if (ret == 0) {
-		memcpy(o->unlink[o->unlink_count++], rec.object_id, OBJECT_ID_LEN);
-		if (o->unlink_count == UNLINK_BATCH)
-			ret = flush_unlinks(o);
+		memcpy(old_id, rec.object_id, OBJECT_ID_LEN);
+		ret = 1;
 	} else {
 		(void)vault_object_unlink(vault, fresh.object_id);
 	}
@@ -400,71 +411,97 @@ out_release:
 	return ret;
 }
 
-static int step(struct offline *o, uint64_t done)
+static int step(struct run *r, uint64_t done)
 {
-	o->progress.done += done;
+	r->progress.done += done;
 	/* Items made by others meanwhile are not counted: never report more than total. */
-	if (o->progress.done > o->progress.total)
-		o->progress.done = o->progress.total;
-	return o->report ? o->report(o->arg, &o->progress) : 0;
+	if (r->progress.done > r->progress.total)
+		r->progress.done = r->progress.total;
+	return r->plan->report ? r->plan->report(r->plan->report_arg, &r->progress) : 0;
 }
 
-int rekey_vault(struct vault *vault, uint64_t budget_limit, rekey_report_fn *report, void *arg)
+/* Every file under an older version, in inode order: -EIO at the end when some object
+ * was damaged (the others are done). */
+static int rekey_files(struct run *r)
 {
-	uint32_t version = keysource_newest_version(vault->keys);
-	struct offline o = {
-		.vault = vault, .budget_limit = budget_limit, .report = report, .arg = arg,
-		.progress = { .version = version },
-	};
-	time_t start = time(NULL);
-	uint64_t files, values, ino, after = 0, swept;
+	uint32_t version = r->progress.version;
+	uint64_t ino, after = 0;
 	bool damaged = false;
+	int ret;
+
+	while ((ret = rekey_next_file(r->vault, version, after, &ino)) == 0) {
+		after = ino;
+		ret = r->plan->file(r->plan->file_arg, r->vault, ino, version,
+				    r->unlink[r->unlink_count]);
+		if (ret == -EIO) {
+			damaged = true;
+			continue;
+		}
+		if (ret < 0)
+			return ret;
+		if (ret == 1 && ++r->unlink_count == UNLINK_BATCH && (ret = flush_unlinks(r)))
+			return ret;
+		if ((ret = step(r, 1)))
+			return ret;
+	}
+	if (ret != -ENOENT)
+		return ret;
+	ret = flush_unlinks(r);
+	return ret == 0 && damaged ? -EIO : ret;
+}
+
+int rekey_run(struct vault *vault, const struct rekey_plan *plan)
+{
+	struct run r = { .vault = vault, .plan = plan, .progress = { .version = plan->version } };
+	time_t start = time(NULL);
+	uint64_t files, values, swept;
 	size_t count;
 	int ret;
 
-	o.unlink = malloc(UNLINK_BATCH * sizeof(*o.unlink));
-	if (o.unlink == NULL)
+	if (keysource_newest_version(vault->keys) < plan->version)
+		return -ENOKEY;
+	r.unlink = malloc(UNLINK_BATCH * sizeof(*r.unlink));
+	if (r.unlink == NULL)
 		return -ENOMEM;
-	ret = rekey_count(vault, version, &files, &values);
+	ret = rekey_count(vault, plan->version, &files, &values);
 	if (ret < 0)
 		goto out_free;
-	o.progress.total = files + values;
-	if ((ret = step(&o, 0)))
+	r.progress.total = files + values;
+	if ((ret = step(&r, 0)))
 		goto out_free;
 	do {
-		ret = rekey_metadata(vault, version, RESEAL_BATCH, &count);
+		ret = rekey_metadata(vault, plan->version, RESEAL_BATCH, &count);
 		if (ret == 0)
-			ret = step(&o, count);
+			ret = step(&r, count);
 	} while (ret == 0 && count == RESEAL_BATCH);
-	while (ret == 0 && (ret = rekey_next_file(vault, version, after, &ino)) == 0) {
-		after = ino;
-		ret = offline_file(&o, ino);
-		if (ret == -EIO) {
-			damaged = true;
-			ret = 0;
-			continue;
-		}
-		if (ret == 0)
-			ret = step(&o, 1);
-	}
-	if (ret == -ENOENT)
-		ret = 0;
 	if (ret == 0)
-		ret = flush_unlinks(&o);
+		ret = rekey_files(&r);
 	if (ret == 0)
-		ret = rekey_sweep(vault, start, &swept);
+		ret = rekey_sweep(vault, start - plan->sweep_margin, &swept);
 	if (ret == 0 && swept)
 		log_info("rekey: removed %llu objects left by an interrupted run",
 			 (unsigned long long)swept);
-	if (ret == 0 && damaged)
-		ret = -EIO;
+	/* Last: only now does nothing use an older version. */
 	if (ret == 0)
-		ret = vault_rebind(vault, version);
+		ret = vault_rebind(vault, plan->version);
 	if (ret == 0)
 		ret = store_sync(vault->store);
 out_free:
 	if (ret != 0)
-		(void)flush_unlinks(&o);
-	free(o.unlink);
+		(void)flush_unlinks(&r);
+	free(r.unlink);
 	return ret;
+}
+
+int rekey_vault(struct vault *vault, uint64_t budget_limit, rekey_report_fn *report, void *arg)
+{
+	struct rekey_plan plan = {
+		.version = keysource_newest_version(vault->keys),
+		.file = offline_file,
+		.file_arg = &budget_limit,
+		.report = report,
+		.report_arg = arg,
+	};
+
+	return rekey_run(vault, &plan);
 }

@@ -10,8 +10,8 @@
  * another; the leftovers of an interruption (an object no record names) are swept.
  *
  * rekey_vault() does the whole run on a vault nobody has mounted (the key agent, offline).
- * A mounted daemon does the same steps through its own inode table (fs/rekey.c), using
- * the pieces below for everything that is not about its in-memory state.
+ * A mounted daemon runs the same steps with rekey_run(), moving each file through its
+ * own inode table (fs/rekey.c).
  */
 #ifndef VAULTFS_REKEY_H
 #define VAULTFS_REKEY_H
@@ -44,14 +44,33 @@ typedef int rekey_report_fn(void *arg, const struct rekey_progress *progress);
 int rekey_vault(struct vault *vault, uint64_t budget_limit, rekey_report_fn *report, void *arg)
 	__attribute__((warn_unused_result));
 
+/*
+ * How one file is moved: offline straight through the store, by a mounted daemon through
+ * its inode table. Copy file ino, if its record still names a version older than
+ * version, into a new object (rekey_copy_object) and store its record; put the old
+ * object's id in old_id and return 1; 0 when there was nothing to move; -EIO for a
+ * damaged object (logged, record left as it was); -errno.
+ */
+typedef int rekey_file_fn(void *arg, struct vault *vault, uint64_t ino, uint32_t version,
+			  uint8_t old_id[OBJECT_ID_LEN]);
+
+struct rekey_plan {
+	uint32_t version;            /* the target; vault->keys must have it */
+	rekey_file_fn *file;
+	void *file_arg;
+	time_t sweep_margin;         /* the sweep spares objects changed this recently */
+	rekey_report_fn *report;     /* may be NULL */
+	void *report_arg;
+};
+
+/* A run by plan: what rekey_vault does with its own file step and no margin. Old objects
+ * are unlinked in batches after a store sync; the header moves last. */
+int rekey_run(struct vault *vault, const struct rekey_plan *plan)
+	__attribute__((warn_unused_result));
+
 /* Count the object-bearing files and the metadata values under versions older than
  * version (one read transaction). */
 int rekey_count(struct vault *vault, uint32_t version, uint64_t *files, uint64_t *values)
-	__attribute__((warn_unused_result));
-
-/* The first regular file with inode number greater than after whose record names an
- * object under a version older than version: 0 with *ino set, -ENOENT when none. */
-int rekey_next_file(struct vault *vault, uint32_t version, uint64_t after, uint64_t *ino)
 	__attribute__((warn_unused_result));
 
 /*
@@ -67,18 +86,5 @@ int rekey_copy_object(struct vault *vault, const struct meta_inode *rec, int fd,
 		      const struct object_key *key, uint64_t budget_limit,
 		      struct meta_inode *fresh, int *fd_out, struct object_key **key_out,
 		      struct object_budget *budget_out) __attribute__((warn_unused_result));
-
-/* Re-seal, under the newest version, at most max metadata values sealed under versions
- * older than version, in one write transaction; *count says how many (fewer than max:
- * none are left). */
-int rekey_metadata(struct vault *vault, uint32_t version, size_t max, size_t *count)
-	__attribute__((warn_unused_result));
-
-/* Remove the object files no record names that were last changed before `before` (left
- * by an interrupted run: a copy never recorded, an original never unlinked). A mounted
- * daemon passes a time well before the oldest object it may have created and not yet
- * recorded. *removed counts them. */
-int rekey_sweep(struct vault *vault, time_t before, uint64_t *removed)
-	__attribute__((warn_unused_result));
 
 #endif

@@ -144,22 +144,6 @@ static int header_check_values(const struct vault_header *header, const uint8_t 
 	return crypto_prf(mac, VAULT_CHECK_LEN, CRYPTO_CTX_HEADER_MAC, bytes, OFF_MAC, dek);
 }
 
-static int write_all(int fd, const uint8_t *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Temp file, fsync, rename, fsync of the directory: the header is there whole or not
- * at all. */
 static int write_all_at(int fd, const uint8_t *buf, size_t len, off_t off)
 {
 	while (len > 0) {
@@ -177,6 +161,8 @@ static int write_all_at(int fd, const uint8_t *buf, size_t len, off_t off)
 	return 0;
 }
 
+/* Temp file, fsync, rename, fsync of the directory: the header is there whole or not
+ * at all. */
 static int write_header_at(int dir_fd, const uint8_t bytes[VAULT_HEADER_LEN])
 {
 	int fd, ret;
@@ -185,7 +171,7 @@ static int write_header_at(int dir_fd, const uint8_t bytes[VAULT_HEADER_LEN])
 		    O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;
-	ret = write_all(fd, bytes, VAULT_HEADER_LEN);
+	ret = write_all_at(fd, bytes, VAULT_HEADER_LEN, 0);
 	if (ret == 0 && fsync(fd) < 0)
 		ret = -errno;
 	if (close(fd) < 0 && ret == 0)
