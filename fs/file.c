@@ -55,8 +55,10 @@ int file_create_object(struct vfs *vfs, struct meta_inode *rec, int *fd_out)
 	if (fd < 0)
 		return fd;
 	*fd_out = fd;
-	rec->budget_reserved = 0;
-	/* Room for the first writes, so they need no commit of their own. */
+	/* The first nonce budget and room for the first writes, stored with the new record,
+	 * so that the first writes need no commit of their own. */
+	rec->budget_reserved = vfs->budget_limit < OBJECT_BUDGET_STEP ? vfs->budget_limit
+								  : OBJECT_BUDGET_STEP;
 	rec->object_max_len = OBJECT_HEADER_LEN + OBJECT_RESERVE_BLOCKS * vfs->stride;
 	rec->size = 0;
 	return 0;
@@ -71,7 +73,8 @@ void file_adopt_object(struct vfs *vfs, struct vnode *node, int fd)
 	if (node->object_fd < 0 && !node->object_error &&
 	    node_object_key(vfs, &header, &node->key) == 0) {
 		node->object_fd = fd;
-		node->budget.used = node->rec.budget_reserved;
+		/* A new object under a new file key: nothing of its budget is used yet. */
+		node->budget.used = 0;
 		node->budget.reserved = node->rec.budget_reserved;
 		fd = -1;
 	}
