@@ -1,8 +1,10 @@
 /*
- * A vault directory: the header file (written once, atomically, at creation), the LMDB
- * store under meta/ and the object files under objects/. Opening checks the header's
- * key check and MAC before any metadata is read. Counting the key versions in use needs
- * no key: object headers and the version prefix of metadata values are plaintext.
+ * A vault directory: the header file (written atomically at creation and when a rekey
+ * moves its key check), the LMDB store under meta/ and the object files under objects/,
+ * with the emptied files of removed objects kept in objects/free for reuse. Opening
+ * checks the header's key check and MAC before any metadata is read. Counting the key
+ * versions in use needs no key: object headers and the version prefix of metadata values
+ * are plaintext.
  */
 #include "lib/vault.h"
 
