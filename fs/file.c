@@ -274,6 +274,87 @@ int file_reencrypt(struct vfs *vfs, struct vnode *node, uint8_t old_id[OBJECT_ID
 	return err;
 }
 
+/* Put the copy fresh (its fd, key and budget) in place of node's object (write lock
+ * held): only its object fields, since attributes may have changed during the copy. */
+static int swap_object(struct vfs *vfs, struct vnode *node, const struct meta_inode *fresh,
+		       int fd, struct object_key *key, const struct object_budget *budget,
+		       uint8_t old_id[OBJECT_ID_LEN])
+{
+	memcpy(old_id, node->rec.object_id, OBJECT_ID_LEN);
+	memcpy(node->rec.object_id, fresh->object_id, OBJECT_ID_LEN);
+	node->rec.key_version = fresh->key_version;
+	node->rec.budget_reserved = fresh->budget_reserved;
+	node->rec.object_max_len = fresh->object_max_len;
+	detach(node);
+	node->object_fd = fd;
+	node->key = key;
+	node->budget = *budget;
+	node->changes++;
+	return node_save(vfs, node);
+}
+
+int file_rekey(struct vfs *vfs, struct vnode *node, uint32_t version,
+	       uint8_t old_id[OBJECT_ID_LEN])
+{
+	struct meta_inode snapshot = { 0 }, fresh = { 0 };
+	struct object_key *key = NULL;
+	struct object_budget budget;
+	uint8_t copied_from[OBJECT_ID_LEN];
+	bool copied = false, moved = false;
+	uint64_t changes;
+	int fd = -1, err;
+
+	/* Open the object and note the file as it is. */
+	pthread_rwlock_wrlock(&node->lock);
+	if (node->removed || !S_ISREG(node->rec.mode) || node->rec.key_version >= version) {
+		pthread_rwlock_unlock(&node->lock);
+		return 0;
+	}
+	err = attach(vfs, node);
+	if (!err)
+		err = meta_inode_copy(&snapshot, &node->rec);
+	changes = node->changes;
+	pthread_rwlock_unlock(&node->lock);
+	if (err)
+		return err;
+	memcpy(copied_from, snapshot.object_id, OBJECT_ID_LEN);
+
+	/* Copy under the read lock: readers go on, writers wait. */
+	pthread_rwlock_rdlock(&node->lock);
+	if (node->changes == changes && node->object_fd >= 0 && !node->object_error) {
+		err = rekey_copy_object(vfs->vault, &snapshot, node->object_fd, node->key,
+					vfs->budget_limit, &fresh, &fd, &key, &budget);
+		copied = err == 0;
+	}
+	pthread_rwlock_unlock(&node->lock);
+	meta_inode_release(&snapshot);
+	if (err)
+		return err;
+
+	pthread_rwlock_wrlock(&node->lock);
+	if (copied && node->changes == changes && !node->removed &&
+	    memcmp(node->rec.object_id, copied_from, OBJECT_ID_LEN) == 0) {
+		err = swap_object(vfs, node, &fresh, fd, key, &budget, old_id);
+		moved = true;
+	} else {
+		/* A write came between: the copy is stale; make it again under the lock. */
+		if (copied) {
+			(void)vault_object_unlink(vfs->vault, fresh.object_id);
+			close(fd);
+			object_key_free(key);
+		}
+		if (!node->removed && node->rec.key_version < version) {
+			err = file_reencrypt(vfs, node, old_id);
+			moved = true;
+		}
+	}
+	pthread_rwlock_unlock(&node->lock);
+	meta_inode_release(&fresh);
+	if (err)
+		return err;
+	return moved ? 1 : 0;
+}
+
 /* Take nonce budget for count block encryptions, storing a new reservation before use. */
 static int take_budget(struct vfs *vfs, struct vnode *node, uint64_t count)
 {
@@ -327,6 +408,7 @@ static int write_blocks(struct vfs *vfs, struct vnode *node, uint64_t first, uin
 
 	if (!cipher)
 		return -ENOMEM;
+	node->changes++;
 	err = reserve_object_length(vfs, node,
 				    (uint64_t)object_block_offset(vfs->cipher, first + count));
 	if (!err)
@@ -372,6 +454,7 @@ static int extend_record(struct vfs *vfs, struct vnode *node, uint64_t new_size)
 		return err;
 	node->rec.size = new_size;
 	node->dirty = true;
+	node->changes++;
 	return 0;
 }
 
@@ -521,6 +604,7 @@ static int resize(struct vfs *vfs, struct vnode *node, uint64_t size)
 		err = extent_remove(&node->rec, blocks, UINT64_MAX);
 		if (err)
 			return err;
+		node->changes++;
 		node->rec.size = size;
 		err = node_save(vfs, node);
 		if (err)

@@ -2,7 +2,7 @@
  * Rekeying a mounted vault: when the key agent's renewal answer asks for it (lease.c),
  * a thread re-seals old metadata values, copies every file still under an older key
  * version into a new object through the inode table (so open files, cached records and
- * concurrent writers stay consistent: each file is rekeyed under its vnode write lock),
+ * concurrent readers and writers stay consistent: see file_rekey),
  * sweeps objects left by an interrupted run and moves the header's key check. Progress
  * goes back to the agent in the next renewals.
  */
@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "lib/log.h"
@@ -44,8 +43,8 @@ static int report(void *arg, const struct rekey_progress *progress)
 	return stop ? -ECANCELED : 0;
 }
 
-/* The run's file step (rekey_file_fn): through the file's vnode, under its write lock,
- * so open files, cached records and concurrent writers stay consistent. */
+/* The run's file step (rekey_file_fn): through the file's vnode (file_rekey), so open
+ * files, cached records and concurrent readers and writers stay consistent. */
 static int rekey_file(void *arg, struct vault *vault, uint64_t ino, uint32_t version,
 		      uint8_t old_id[OBJECT_ID_LEN])
 {
@@ -58,14 +57,7 @@ static int rekey_file(void *arg, struct vault *vault, uint64_t ino, uint32_t ver
 		return 0;
 	if (err)
 		return err;
-	pthread_rwlock_wrlock(&node->lock);
-	/* Removed meanwhile, or moved by a write that needed a fresh key: nothing to do. */
-	if (!node->removed && S_ISREG(node->rec.mode) && node->rec.key_version < version) {
-		err = file_reencrypt(vfs, node, old_id);
-		if (!err)
-			err = 1;
-	}
-	pthread_rwlock_unlock(&node->lock);
+	err = file_rekey(vfs, node, version, old_id);
 	node_put(vfs, node);
 	return err;
 }

@@ -45,6 +45,7 @@ struct vnode {
 	struct object_key *key;
 	struct object_budget budget;
 	bool attr_stale;         /* st_blocks changed since the kernel last fetched it */
+	uint64_t changes;        /* bumped by every change to the object's blocks or extent */
 };
 
 #define VFS_DEK_CACHE 8
@@ -151,6 +152,12 @@ int do_flush(struct vfs *vfs, struct vnode *node);
  * rekey. The old object, whose id goes to old_id, is the caller's to remove once the
  * store is synced. */
 int file_reencrypt(struct vfs *vfs, struct vnode *node, uint8_t old_id[OBJECT_ID_LEN]);
+/* Rekey: the same for a file whose object is under a version older than version (no
+ * lock held). The copy is made under the read lock, so readers go on meanwhile; it is
+ * put in place if no write came between, else made again under the write lock. Returns
+ * 1 with old_id set, 0 when there was nothing to move, -errno. */
+int file_rekey(struct vfs *vfs, struct vnode *node, uint32_t version,
+	       uint8_t old_id[OBJECT_ID_LEN]);
 /* Change the size (write lock held). */
 int file_truncate(struct vfs *vfs, struct vnode *node, uint64_t size);
 

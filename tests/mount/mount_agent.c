@@ -12,6 +12,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -729,10 +730,49 @@ START_TEST(test_rotate_and_retire)
 }
 END_TEST
 
+/* Reads a large file through O_DIRECT (so every read reaches the daemon) until told to
+ * stop, checking each 64 KiB piece against its pattern. */
+struct rekey_reader {
+	char path[PATH_MAX];
+	size_t len;
+	uint64_t seed;
+	volatile bool stop;
+	long reads;
+	long bad;
+	int error;
+};
+
+static void *read_while_rekeying(void *arg)
+{
+	struct rekey_reader *r = arg;
+	const size_t piece = 64 * 1024;
+	void *buf = NULL;
+	int fd = open(r->path, O_RDONLY | O_DIRECT);
+
+	if (fd < 0 || posix_memalign(&buf, 4096, piece) != 0) {
+		r->error = fd < 0 ? errno : ENOMEM;
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	for (uint64_t off = 0; !r->stop; off = (off + 7 * piece) % r->len) {
+		ssize_t got = pread(fd, buf, piece, (off_t)off);
+		if (got != (ssize_t)piece) {
+			r->error = got < 0 ? errno : EIO;
+			break;
+		}
+		r->bad += pattern_check(buf, piece, r->seed, off) >= 0;
+		r->reads++;
+	}
+	free(buf);
+	close(fd);
+	return NULL;
+}
+
 /*
- * Rekey while mounted: the mount's daemon moves every file to the newest version, a file
- * held open for writing across the run keeps working through the same descriptor, and
- * afterwards version 1 can be retired and a fresh mount reads everything.
+ * Rekey while mounted: the mount's daemon moves every file to the newest version while a
+ * reader keeps reading a large file and a descriptor held open for writing keeps
+ * writing; afterwards version 1 can be retired and a fresh mount reads everything.
  */
 START_TEST(test_rekey_online)
 {
@@ -747,6 +787,12 @@ START_TEST(test_rekey_online)
 	ck_assert_int_eq(pattern_write_file(at("open"), 3 * 4096, 90), 0);
 	fd = open(at("open"), O_RDWR);
 	ck_assert_int_ge(fd, 0);
+	const size_t big_len = 48u << 20;
+	ck_assert_int_eq(pattern_write_file(at("big"), big_len, 95), 0);
+	struct rekey_reader reader = { .len = big_len, .seed = 95 };
+	snprintf(reader.path, sizeof(reader.path), "%s", at("big"));
+	pthread_t reader_thread;
+	ck_assert_int_eq(pthread_create(&reader_thread, NULL, read_while_rekeying, &reader), 0);
 
 	o = keyadmin_request(PROTOCOL_KEY_ROTATE, 0);
 	ck_assert_msg(o.err == 0, "rotate: %s (%s)", strerror(-o.err), o.text);
@@ -756,13 +802,20 @@ START_TEST(test_rekey_online)
 	ck_assert_msg(strstr(o.text, "online") != NULL, "agent said: %s", o.text);
 	/* The daemon hears of it at its next renewal (at most 1.5 s) and reports back at
 	 * the one after; this bound only keeps a broken run from hanging the test. */
-	for (int tries = 0; tries < 200; tries++) {
+	for (int tries = 0; tries < 300; tries++) {
+		/* Writes through the open descriptor meanwhile. */
+		ck_assert_int_eq(pwrite(fd, "during", 6, 100), 6);
 		o = keyadmin_request(PROTOCOL_REKEY, 2);
 		ck_assert_msg(o.err == 0, "rekey status: %s (%s)", strerror(-o.err), o.text);
 		if (o.rekey.state == PROTOCOL_REKEY_DONE || o.rekey.state == PROTOCOL_REKEY_FAILED)
 			break;
 		usleep(100 * 1000);
 	}
+	reader.stop = true;
+	ck_assert_int_eq(pthread_join(reader_thread, NULL), 0);
+	ck_assert_msg(reader.error == 0, "reading during the rekey: %s", strerror(reader.error));
+	ck_assert_msg(reader.reads > 0 && reader.bad == 0, "%ld of %ld reads wrong", reader.bad,
+		      reader.reads);
 	ck_assert_msg(o.rekey.state == PROTOCOL_REKEY_DONE, "rekey ended in state %u: %s",
 		      (unsigned)o.rekey.state, o.text);
 	ck_assert_uint_eq(o.rekey.done, o.rekey.total);
@@ -770,7 +823,7 @@ START_TEST(test_rekey_online)
 
 	/* Every object is under version 2 now. */
 	count = fixture_object_ids_in(vault, ids, MAX_OBJECTS);
-	ck_assert_int_eq(count, 9);
+	ck_assert_int_eq(count, 10);
 	for (int i = 0; i < count; i++)
 		ck_assert_uint_eq(agent_object_key_version(vault, ids[i]), 2);
 	/* The descriptor opened before the run reads and writes the file's new object. */
@@ -781,6 +834,7 @@ START_TEST(test_rekey_online)
 	ck_assert_int_eq(close(fd), 0);
 	for (int i = 0; i < 8; i++)
 		ck_assert_int_eq(pattern_verify_file(at("file%d", i), 5000 + i * 7000, 80 + i), 0);
+	ck_assert_int_eq(pattern_verify_file(at("big"), big_len, 95), 0);
 
 	/* Nothing uses version 1: it retires, and a fresh mount reads everything. */
 	ck_assert_int_eq(agent_mount_stop(&am), 0);
@@ -793,8 +847,10 @@ START_TEST(test_rekey_online)
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(pread(fd, head, 15, 4096), 15);
 	ck_assert(memcmp(head, "after the rekey", 15) == 0);
-	ck_assert_int_eq(pread(fd, head, 8, 0), 8);
+	ck_assert_int_eq(pread(fd, head, 6, 100), 6);
+	ck_assert(memcmp(head, "during", 6) == 0);
 	close(fd);
+	ck_assert_int_eq(pattern_verify_file(at("big"), big_len, 95), 0);
 	ck_assert_int_eq(agent_mount_stop(&am), 0);
 }
 END_TEST
