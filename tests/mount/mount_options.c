@@ -272,7 +272,10 @@ START_TEST(test_auto_unmount)
 	ck_assert_int_eq(pattern_write_file(mnt_path("f"), 100, 1), 0);
 	fixture_kill_daemon(&fx);
 	bool gone = false;
-	for (int waited = 0; waited < 5000 && !gone; waited += 20) {
+	/* fusermount3's watcher unmounts once it sees the daemon gone; the bound only keeps a
+	 * broken auto_unmount from hanging the test (5 s was once too short under ASan and
+	 * the parallel suites of .ci/run). */
+	for (int waited = 0; waited < 20000 && !gone; waited += 20) {
 		gone = !fixture_is_mount(fx.mnt);
 		struct timespec ts = { 0, 20 * 1000000L };
 		nanosleep(&ts, NULL);
