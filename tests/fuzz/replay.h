@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,6 +252,52 @@ static inline size_t replay_mutate(uint64_t *state, uint8_t *buf, size_t len, si
 		}
 	}
 	return len;
+}
+
+/* What replay_run saw. */
+struct replay_counts {
+	size_t inputs;     /* corpus inputs */
+	size_t valid;      /* of them, accepted by the verdict */
+	size_t accepted;   /* mutations accepted */
+	size_t rejected;   /* mutations refused */
+};
+
+/* True when the decoder accepts bytes; it checks what it decoded on its own. */
+typedef bool replay_verdict(void *arg, const uint8_t *bytes, size_t len);
+
+/*
+ * Run verdict over every input of corpus, then over `mutations` mutations (replay_mutate
+ * with state, splicing from corpus, inserting words) of the inputs it accepted, made in
+ * buf (cap bytes, at least the longest input). No mutation is made when it accepted none.
+ */
+static inline struct replay_counts replay_run(const struct replay_corpus *corpus,
+					      replay_verdict *verdict, void *arg,
+					      uint64_t *state, size_t mutations, uint8_t *buf,
+					      size_t cap, const char *const *words)
+{
+	struct replay_counts counts = { .inputs = corpus->count };
+	const struct replay_input **valid = calloc(corpus->count ? corpus->count : 1,
+						   sizeof(*valid));
+
+	if (valid == NULL)
+		abort();
+	for (size_t i = 0; i < corpus->count; i++) {
+		if (verdict(arg, corpus->inputs[i].bytes, corpus->inputs[i].len))
+			valid[counts.valid++] = &corpus->inputs[i];
+	}
+	for (size_t i = 0; counts.valid > 0 && i < mutations; i++) {
+		const struct replay_input *seed = valid[replay_below(state, counts.valid)];
+		size_t len;
+
+		memcpy(buf, seed->bytes, seed->len);
+		len = replay_mutate(state, buf, seed->len, cap, corpus, words);
+		if (verdict(arg, buf, len))
+			counts.accepted++;
+		else
+			counts.rejected++;
+	}
+	free(valid);
+	return counts;
 }
 
 #endif

@@ -451,8 +451,9 @@ static const char *const config_words[] = {
 	"reload", "root", "daemon", "nogroup", NULL,
 };
 
-static bool replay_config(const uint8_t *bytes, size_t len)
+static bool replay_config(void *arg, const uint8_t *bytes, size_t len)
 {
+	(void)arg;
 	struct config config;
 	struct config_error err;
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -487,35 +488,18 @@ static bool replay_config(const uint8_t *bytes, size_t len)
 START_TEST(test_fuzz_replay)
 {
 	static uint8_t buf[CONFIG_INPUT_MAX];
-	struct replay_corpus corpus, valid = { NULL, 0 };
-	size_t accepted = 0, rejected = 0;
+	struct replay_corpus corpus;
 	uint64_t state = UINT64_C(0x636f6e6669677331);
 
 	ck_assert_int_eq(replay_corpus_load(&corpus, CONFIG_CORPUS, -1, CONFIG_INPUT_MAX / 2),
 			 0);
-	valid.inputs = calloc(corpus.count, sizeof(*valid.inputs));
-	ck_assert_ptr_nonnull(valid.inputs);
-	for (size_t i = 0; i < corpus.count; i++) {
-		if (replay_config(corpus.inputs[i].bytes, corpus.inputs[i].len))
-			valid.inputs[valid.count++] = corpus.inputs[i];
-	}
+	struct replay_counts c = replay_run(&corpus, replay_config, NULL, &state,
+					    CONFIG_MUTATIONS, buf, sizeof(buf), config_words);
 	/* The full example and a few variants, and refused ones. */
-	ck_assert_uint_ge(valid.count, 4);
-	ck_assert_uint_gt(corpus.count, valid.count + 5);
-	for (size_t i = 0; i < CONFIG_MUTATIONS; i++) {
-		const struct replay_input *seed = &valid.inputs[replay_below(&state, valid.count)];
-		size_t len;
-
-		memcpy(buf, seed->bytes, seed->len);
-		len = replay_mutate(&state, buf, seed->len, sizeof(buf), &corpus, config_words);
-		if (replay_config(buf, len))
-			accepted++;
-		else
-			rejected++;
-	}
-	ck_assert_uint_gt(accepted, CONFIG_MUTATIONS / 100);
-	ck_assert_uint_gt(rejected, CONFIG_MUTATIONS / 4);
-	free(valid.inputs);
+	ck_assert_uint_ge(c.valid, 4);
+	ck_assert_uint_gt(c.inputs, c.valid + 5);
+	ck_assert_uint_gt(c.accepted, CONFIG_MUTATIONS / 100);
+	ck_assert_uint_gt(c.rejected, CONFIG_MUTATIONS / 4);
 	replay_corpus_release(&corpus);
 }
 END_TEST

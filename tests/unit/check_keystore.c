@@ -906,8 +906,9 @@ END_TEST
 #define ONDISK_CORPUS TEST_DATA_DIR "/fuzz/corpus-ondisk"
 #define RECORD_MUTATIONS 30000
 
-static bool replay_record(enum keystore_record kind, const uint8_t *in, size_t len)
+static bool replay_record(void *arg, const uint8_t *in, size_t len)
 {
+	enum keystore_record kind = *(const enum keystore_record *)arg;
 	uint8_t out[KEYSTORE_RECORD_MAX];
 	size_t out_len = sizeof(out);
 	int ret = keystore_record_recode(out, &out_len, kind, in, len);
@@ -932,26 +933,15 @@ START_TEST(test_record_fuzz_replay)
 
 	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
 		uint8_t buf[KEYSTORE_RECORD_MAX];
-		struct replay_corpus corpus, valid = { NULL, 0 };
-		size_t accepted = 0;
+		struct replay_corpus corpus;
+		enum keystore_record kind = kinds[k].kind;
 
 		ck_assert_int_eq(replay_corpus_load(&corpus, ONDISK_CORPUS, kinds[k].tag,
 						    sizeof(buf)), 0);
-		valid.inputs = calloc(corpus.count ? corpus.count : 1, sizeof(*valid.inputs));
-		ck_assert_ptr_nonnull(valid.inputs);
-		for (size_t i = 0; i < corpus.count; i++)
-			if (replay_record(kinds[k].kind, corpus.inputs[i].bytes, corpus.inputs[i].len))
-				valid.inputs[valid.count++] = corpus.inputs[i];
-		ck_assert_msg(valid.count > 0, "no valid seed of record kind '%c'", kinds[k].tag);
-		for (size_t i = 0; i < RECORD_MUTATIONS; i++) {
-			const struct replay_input *seed =
-				&valid.inputs[replay_below(&state, valid.count)];
-			memcpy(buf, seed->bytes, seed->len);
-			size_t len = replay_mutate(&state, buf, seed->len, sizeof(buf), &corpus, NULL);
-			accepted += replay_record(kinds[k].kind, buf, len);
-		}
-		ck_assert_uint_lt(accepted, RECORD_MUTATIONS);
-		free(valid.inputs);
+		struct replay_counts c = replay_run(&corpus, replay_record, &kind, &state,
+						    RECORD_MUTATIONS, buf, sizeof(buf), NULL);
+		ck_assert_msg(c.valid > 0, "no valid seed of record kind '%c'", kinds[k].tag);
+		ck_assert_uint_lt(c.accepted, RECORD_MUTATIONS);
 		replay_corpus_release(&corpus);
 	}
 }

@@ -1122,8 +1122,9 @@ END_TEST
 /* More than the longest record: the fixed part, every hole and the longest link. */
 #define INODE_INPUT_MAX (256 + 16 * META_HOLES_MAX + META_SYMLINK_MAX)
 
-static bool replay_inode(const uint8_t *bytes, size_t len)
+static bool replay_inode(void *arg, const uint8_t *bytes, size_t len)
 {
+	(void)arg;
 	struct meta_inode inode;
 	uint8_t *out;
 	size_t out_len;
@@ -1146,36 +1147,19 @@ static bool replay_inode(const uint8_t *bytes, size_t len)
 START_TEST(test_inode_fuzz_replay)
 {
 	static uint8_t buf[INODE_INPUT_MAX + 64];
-	struct replay_corpus corpus, valid = { NULL, 0 };
-	size_t accepted = 0, rejected = 0;
+	struct replay_corpus corpus;
 	uint64_t state = UINT64_C(0x6d657461696e6f64);
 
 	ck_assert_int_eq(replay_corpus_load(&corpus, ONDISK_CORPUS, REPLAY_ONDISK_META_INODE,
 					    INODE_INPUT_MAX + 64), 0);
-	valid.inputs = calloc(corpus.count, sizeof(*valid.inputs));
-	ck_assert_ptr_nonnull(valid.inputs);
-	for (size_t i = 0; i < corpus.count; i++) {
-		if (replay_inode(corpus.inputs[i].bytes, corpus.inputs[i].len))
-			valid.inputs[valid.count++] = corpus.inputs[i];
-	}
+	struct replay_counts c = replay_run(&corpus, replay_inode, NULL, &state, INODE_MUTATIONS,
+					    buf, sizeof(buf), NULL);
 	/* Seeds of every file type, and malformed ones. */
-	ck_assert_uint_ge(valid.count, 10);
-	ck_assert_uint_gt(corpus.count, valid.count + 10);
-	for (size_t i = 0; i < INODE_MUTATIONS; i++) {
-		const struct replay_input *seed = &valid.inputs[replay_below(&state, valid.count)];
-		size_t len;
-
-		memcpy(buf, seed->bytes, seed->len);
-		len = replay_mutate(&state, buf, seed->len, sizeof(buf), &corpus, NULL);
-		if (replay_inode(buf, len))
-			accepted++;
-		else
-			rejected++;
-	}
+	ck_assert_uint_ge(c.valid, 10);
+	ck_assert_uint_gt(c.inputs, c.valid + 10);
 	/* Both paths were exercised in earnest. */
-	ck_assert_uint_gt(accepted, INODE_MUTATIONS / 100);
-	ck_assert_uint_gt(rejected, INODE_MUTATIONS / 2);
-	free(valid.inputs);
+	ck_assert_uint_gt(c.accepted, INODE_MUTATIONS / 100);
+	ck_assert_uint_gt(c.rejected, INODE_MUTATIONS / 2);
 	replay_corpus_release(&corpus);
 }
 END_TEST

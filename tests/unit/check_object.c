@@ -425,8 +425,9 @@ END_TEST
 #define ONDISK_CORPUS TEST_DATA_DIR "/fuzz/corpus-ondisk"
 #define HEADER_MUTATIONS 50000
 
-static bool replay_header(const uint8_t *bytes, size_t len)
+static bool replay_header(void *arg, const uint8_t *bytes, size_t len)
 {
+	(void)arg;
 	uint8_t in[OBJECT_HEADER_LEN] = { 0 }, out[OBJECT_HEADER_LEN];
 	struct object_header header;
 	uint32_t version, cipher, block_size;
@@ -460,35 +461,18 @@ static bool replay_header(const uint8_t *bytes, size_t len)
 START_TEST(test_header_fuzz_replay)
 {
 	uint8_t buf[2 * OBJECT_HEADER_LEN];
-	struct replay_corpus corpus, valid = { NULL, 0 };
-	size_t accepted = 0, rejected = 0;
+	struct replay_corpus corpus;
 	uint64_t state = UINT64_C(0x6f626a6563746864);
 
 	ck_assert_int_eq(replay_corpus_load(&corpus, ONDISK_CORPUS, REPLAY_ONDISK_OBJECT_HEADER,
 					    sizeof(buf)), 0);
-	valid.inputs = calloc(corpus.count, sizeof(*valid.inputs));
-	ck_assert_ptr_nonnull(valid.inputs);
-	for (size_t i = 0; i < corpus.count; i++) {
-		if (replay_header(corpus.inputs[i].bytes, corpus.inputs[i].len))
-			valid.inputs[valid.count++] = corpus.inputs[i];
-	}
+	struct replay_counts c = replay_run(&corpus, replay_header, NULL, &state,
+					    HEADER_MUTATIONS, buf, sizeof(buf), NULL);
 	/* Both ciphers, and malformed ones. */
-	ck_assert_uint_ge(valid.count, 2);
-	ck_assert_uint_gt(corpus.count, valid.count + 4);
-	for (size_t i = 0; i < HEADER_MUTATIONS; i++) {
-		const struct replay_input *seed = &valid.inputs[replay_below(&state, valid.count)];
-		size_t len;
-
-		memcpy(buf, seed->bytes, seed->len);
-		len = replay_mutate(&state, buf, seed->len, sizeof(buf), &corpus, NULL);
-		if (replay_header(buf, len))
-			accepted++;
-		else
-			rejected++;
-	}
-	ck_assert_uint_gt(accepted, HEADER_MUTATIONS / 100);
-	ck_assert_uint_gt(rejected, HEADER_MUTATIONS / 2);
-	free(valid.inputs);
+	ck_assert_uint_ge(c.valid, 2);
+	ck_assert_uint_gt(c.inputs, c.valid + 4);
+	ck_assert_uint_gt(c.accepted, HEADER_MUTATIONS / 100);
+	ck_assert_uint_gt(c.rejected, HEADER_MUTATIONS / 2);
 	replay_corpus_release(&corpus);
 }
 END_TEST
