@@ -1,13 +1,19 @@
 /*
  * Runs a Check suite and prints the one summary line that .ci/run adds up:
- * "checks: N passed, N failed". Every test program ends through here.
+ * "checks: N passed, N failed". Every test program ends through here. Also the few
+ * helpers several suites share.
  */
 #ifndef VAULTFS_TESTS_HARNESS_H
 #define VAULTFS_TESTS_HARNESS_H
 
 #include <check.h>
+#include <dirent.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 static inline int harness_run(Suite *suite)
 {
@@ -18,6 +24,38 @@ static inline int harness_run(Suite *suite)
 	srunner_free(runner);
 	printf("checks: %d passed, %d failed\n", run - failed, failed);
 	return failed == 0 && run > 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+/* Whether needle occurs in any regular file directly in dir (an LMDB environment's data
+ * and lock files, and anything left beside them). */
+static inline bool harness_dir_contains(const char *dir, const void *needle, size_t needle_len)
+{
+	DIR *d = opendir(dir);
+	struct dirent *entry;
+	bool found = false;
+
+	ck_assert_ptr_nonnull(d);
+	while (!found && (entry = readdir(d)) != NULL) {
+		char path[512];
+		struct stat st;
+		uint8_t *buf;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, entry->d_name);
+		ck_assert_int_eq(lstat(path, &st), 0);
+		if (!S_ISREG(st.st_mode) || st.st_size == 0)
+			continue;
+		buf = malloc((size_t)st.st_size);
+		ck_assert_ptr_nonnull(buf);
+		f = fopen(path, "rb");
+		ck_assert_ptr_nonnull(f);
+		ck_assert_uint_eq(fread(buf, 1, (size_t)st.st_size, f), (size_t)st.st_size);
+		fclose(f);
+		found = memmem(buf, (size_t)st.st_size, needle, needle_len) != NULL;
+		free(buf);
+	}
+	closedir(d);
+	return found;
 }
 
 #endif

@@ -149,37 +149,6 @@ static void raw_put(const uint8_t id[VAULT_ID_LEN], uint32_t version, const uint
 	store_close(store);
 }
 
-/* Whether needle occurs in any file of the keystore directory. */
-static bool keystore_files_contain(const void *needle, size_t needle_len)
-{
-	DIR *d = opendir(keystore_dir);
-	struct dirent *entry;
-	bool found = false;
-
-	ck_assert_ptr_nonnull(d);
-	while (!found && (entry = readdir(d)) != NULL) {
-		char path[512];
-		struct stat st;
-		uint8_t *buf;
-		FILE *f;
-
-		snprintf(path, sizeof(path), "%s/%s", keystore_dir, entry->d_name);
-		ck_assert_int_eq(lstat(path, &st), 0);
-		if (!S_ISREG(st.st_mode) || st.st_size == 0)
-			continue;
-		buf = malloc((size_t)st.st_size);
-		ck_assert_ptr_nonnull(buf);
-		f = fopen(path, "rb");
-		ck_assert_ptr_nonnull(f);
-		ck_assert_uint_eq(fread(buf, 1, (size_t)st.st_size, f), (size_t)st.st_size);
-		fclose(f);
-		found = memmem(buf, (size_t)st.st_size, needle, needle_len) != NULL;
-		free(buf);
-	}
-	closedir(d);
-	return found;
-}
-
 START_TEST(test_create_get_list)
 {
 	struct keystore *keystore = open_keystore(true);
@@ -519,7 +488,8 @@ START_TEST(test_retire)
 	kek_free(kek);
 	keystore_close(keystore);
 	len = raw_get(id, 1, record, sizeof(record));
-	ck_assert(keystore_files_contain(record + VERSION_FIXED_LEN, len - VERSION_FIXED_LEN));
+	ck_assert(harness_dir_contains(keystore_dir, record + VERSION_FIXED_LEN,
+					 len - VERSION_FIXED_LEN));
 
 	keystore = open_keystore(false);
 	kek = unlock(keystore, passphrase);
@@ -545,7 +515,8 @@ START_TEST(test_retire)
 	kek_free(kek);
 	keystore_close(keystore);
 
-	ck_assert(!keystore_files_contain(record + VERSION_FIXED_LEN, len - VERSION_FIXED_LEN));
+	ck_assert(!harness_dir_contains(keystore_dir, record + VERSION_FIXED_LEN,
+					 len - VERSION_FIXED_LEN));
 }
 END_TEST
 
@@ -570,7 +541,7 @@ START_TEST(test_shred)
 	for (uint32_t v = 1; v <= 3; v++) {
 		lens[v - 1] = raw_get(id, v, records[v - 1], sizeof(records[v - 1]));
 		/* Before the shred they are there: the check below can fail. */
-		ck_assert(keystore_files_contain(records[v - 1] + VERSION_FIXED_LEN,
+		ck_assert(harness_dir_contains(keystore_dir, records[v - 1] + VERSION_FIXED_LEN,
 						 lens[v - 1] - VERSION_FIXED_LEN));
 	}
 
@@ -606,7 +577,7 @@ START_TEST(test_shred)
 	keystore_close(keystore);
 
 	for (size_t i = 0; i < 3; i++)
-		ck_assert_msg(!keystore_files_contain(records[i] + VERSION_FIXED_LEN,
+		ck_assert_msg(!harness_dir_contains(keystore_dir, records[i] + VERSION_FIXED_LEN,
 						      lens[i] - VERSION_FIXED_LEN),
 			      "wrapped key of version %zu survived the shred", i + 1);
 }
@@ -671,7 +642,7 @@ START_TEST(test_kek_rotate)
 	kek_free(new_kek);
 	keystore_close(keystore);
 	/* The wrapped bytes under the old KEK are gone from the files. */
-	ck_assert(!keystore_files_contain(old_record + VERSION_FIXED_LEN,
+	ck_assert(!harness_dir_contains(keystore_dir, old_record + VERSION_FIXED_LEN,
 					  old_len - VERSION_FIXED_LEN));
 
 	keystore = open_keystore(false);

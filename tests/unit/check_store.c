@@ -417,37 +417,6 @@ START_TEST(test_schemas)
 }
 END_TEST
 
-/* Whether needle occurs in any file of dir (LMDB's data and lock files, leftovers). */
-static bool dir_contains(const char *dir, const void *needle, size_t needle_len)
-{
-	DIR *d = opendir(dir);
-	struct dirent *entry;
-	bool found = false;
-
-	ck_assert_ptr_nonnull(d);
-	while (!found && (entry = readdir(d)) != NULL) {
-		char path[512];
-		struct stat st;
-		uint8_t *buf;
-		FILE *f;
-
-		snprintf(path, sizeof(path), "%s/%s", dir, entry->d_name);
-		ck_assert_int_eq(lstat(path, &st), 0);
-		if (!S_ISREG(st.st_mode) || st.st_size == 0)
-			continue;
-		buf = malloc((size_t)st.st_size);
-		ck_assert_ptr_nonnull(buf);
-		f = fopen(path, "rb");
-		ck_assert_ptr_nonnull(f);
-		ck_assert_uint_eq(fread(buf, 1, (size_t)st.st_size, f), (size_t)st.st_size);
-		fclose(f);
-		found = memmem(buf, (size_t)st.st_size, needle, needle_len) != NULL;
-		free(buf);
-	}
-	closedir(d);
-	return found;
-}
-
 static void fill_marker(uint8_t *buf, size_t len, uint8_t tag)
 {
 	for (size_t i = 0; i < len; i++)
@@ -492,14 +461,14 @@ START_TEST(test_compact)
 	ck_assert_int_eq(store_sync(store), 0);
 	/* Without compaction the freed pages still hold them: what makes this test able to
 	 * fail. */
-	ck_assert(dir_contains(store_dir, deleted, sizeof(deleted)));
-	ck_assert(dir_contains(store_dir, overwritten, sizeof(overwritten)));
-	ck_assert(dir_contains(store_dir, big, sizeof(big)));
+	ck_assert(harness_dir_contains(store_dir, deleted, sizeof(deleted)));
+	ck_assert(harness_dir_contains(store_dir, overwritten, sizeof(overwritten)));
+	ck_assert(harness_dir_contains(store_dir, big, sizeof(big)));
 
 	ck_assert_int_eq(store_compact(store), 0);
-	ck_assert(!dir_contains(store_dir, deleted, sizeof(deleted)));
-	ck_assert(!dir_contains(store_dir, overwritten, sizeof(overwritten)));
-	ck_assert(!dir_contains(store_dir, big, sizeof(big)));
+	ck_assert(!harness_dir_contains(store_dir, deleted, sizeof(deleted)));
+	ck_assert(!harness_dir_contains(store_dir, overwritten, sizeof(overwritten)));
+	ck_assert(!harness_dir_contains(store_dir, big, sizeof(big)));
 
 	/* Everything else reads back, and the store takes writes again. */
 	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
