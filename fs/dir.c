@@ -282,17 +282,7 @@ static void drop_finish(struct vfs *vfs, struct vnode *node)
 {
 	if (!node || !node->unlinked || node->opens > 0 || node->removed)
 		return;
-	node->removed = true;
-	node->dirty = false;
-	if (S_ISREG(node->rec.mode)) {
-		if (node->object_fd >= 0) {
-			close(node->object_fd);
-			node->object_fd = -1;
-		}
-		/* Record first, object second: a crash in between leaves an unreferenced
-		 * object, never a record without its object. */
-		(void)vault_object_unlink(vfs->vault, node->rec.object_id);
-	}
+	(void)node_drop_object(vfs, node);
 }
 
 int do_unlink(struct vfs *vfs, uint64_t parent, const char *name, bool is_dir)

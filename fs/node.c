@@ -381,6 +381,24 @@ int node_save(struct vfs *vfs, struct vnode *node)
 	return err;
 }
 
+int node_drop_object(struct vfs *vfs, struct vnode *node)
+{
+	int err = 0;
+
+	node->removed = true;
+	node->dirty = false;
+	if (S_ISREG(node->rec.mode)) {
+		/* Record first, object second: a crash in between leaves an unreferenced
+		 * object, never a record without its object. */
+		if (node->object_fd >= 0) {
+			close(node->object_fd);
+			node->object_fd = -1;
+		}
+		err = vault_object_unlink(vfs->vault, node->rec.object_id);
+	}
+	return err == -ENOENT ? 0 : err;
+}
+
 int node_destroy(struct vfs *vfs, struct vnode *node)
 {
 	struct meta_txn *txn;
@@ -401,20 +419,7 @@ int node_destroy(struct vfs *vfs, struct vnode *node)
 	err = meta_txn_commit(txn);
 	if (err)
 		return err;
-	node->removed = true;
-	node->dirty = false;
-	if (S_ISREG(node->rec.mode)) {
-		/* Record first, object second: a crash in between leaves an unreferenced
-		 * object, never a record without its object. */
-		if (node->object_fd >= 0) {
-			close(node->object_fd);
-			node->object_fd = -1;
-		}
-		err = vault_object_unlink(vfs->vault, node->rec.object_id);
-		if (err == -ENOENT)
-			err = 0;
-	}
-	return err;
+	return node_drop_object(vfs, node);
 
 out_abort:
 	meta_txn_abort(txn);

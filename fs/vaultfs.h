@@ -120,6 +120,9 @@ void node_unlock_many(struct vnode **nodes, int count);
 /* Delete the record, xattrs and object of an inode with no names left (write lock held
  * on node, no transaction open). */
 int node_destroy(struct vfs *vfs, struct vnode *node);
+/* After its record was deleted and committed: mark node removed and remove its object
+ * (write lock held). Returns 0 or -errno from the object's removal. */
+int node_drop_object(struct vfs *vfs, struct vnode *node);
 /* Delete orphans left by a killed daemon. */
 int node_reclaim_orphans(struct vfs *vfs);
 void node_fill_stat(const struct vfs *vfs, const struct meta_inode *rec, struct stat *st);
