@@ -1,7 +1,7 @@
 /*
  * A vault directory: the header file (written atomically at creation and when a rekey
  * moves its key check), the LMDB store under meta/ and the object files under objects/,
- * with the emptied files of removed objects kept in objects/free for reuse. Opening
+ * with removed object files emptied and kept for reuse by the pool (pool.h). Opening
  * checks the header's key check and MAC before any metadata is read. Counting the key
  * versions in use needs no key: object headers and the version prefix of metadata values
  * are plaintext.
@@ -24,6 +24,7 @@
 #include "lib/extent.h"
 #include "lib/keysource.h"
 #include "lib/meta.h"
+#include "lib/pool.h"
 #include "lib/secret.h"
 #include "lib/store.h"
 
@@ -366,8 +367,6 @@ out_free_dek:
 	return ret;
 }
 
-static int pool_new(struct vault_pool **out);
-
 int vault_open(struct vault **out, const char *dir, struct keysource *keys, unsigned flags)
 {
 	uint8_t key_check[VAULT_CHECK_LEN], mac[VAULT_CHECK_LEN];
@@ -432,7 +431,7 @@ int vault_open(struct vault **out, const char *dir, struct keysource *keys, unsi
 		goto out_close;
 	}
 	if (!(flags & VAULT_OPEN_READ_ONLY)) {
-		ret = pool_new(&vault->pool);
+		ret = pool_open(&vault->pool, vault->objects_fd);
 		if (ret < 0)
 			goto out_close;
 	}
@@ -489,8 +488,6 @@ out_free:
 	return ret;
 }
 
-static void pool_free(struct vault_pool *pool);
-
 void vault_close(struct vault *vault)
 {
 	if (vault == NULL)
@@ -512,11 +509,17 @@ void vault_object_path(char buf[VAULT_OBJECT_PATH_LEN], const uint8_t object_id[
 	crypto_to_hex(buf + 3, VAULT_OBJECT_PATH_LEN - 3, object_id, OBJECT_ID_LEN);
 }
 
-/* Create the fan-out directory of path ("xx/<id>") if it is missing. */
+/* Create the fan-out directory of path ("xx/<id>") if it is missing. Each is checked once
+ * per open vault: creating a file should not cost a mkdir. */
 static int make_fanout(struct vault *vault, char path[VAULT_OBJECT_PATH_LEN])
 {
+	uint8_t index;
 	int ret = 0;
 
+	if (crypto_from_hex(&index, 1, path, 2) != 0)
+		return -EINVAL;
+	if (__atomic_load_n(&vault->fanout_made[index], __ATOMIC_ACQUIRE))
+		return 0;
 	path[2] = '\0';
 	if (mkdirat(vault->objects_fd, path, 0700) == 0) {
 		/* A new fan-out directory must survive power loss with its files. */
@@ -526,6 +529,8 @@ static int make_fanout(struct vault *vault, char path[VAULT_OBJECT_PATH_LEN])
 		ret = -errno;
 	}
 	path[2] = '/';
+	if (ret == 0)
+		__atomic_store_n(&vault->fanout_made[index], true, __ATOMIC_RELEASE);
 	return ret;
 }
 
@@ -544,169 +549,23 @@ int vault_object_open(struct vault *vault, const uint8_t object_id[OBJECT_ID_LEN
 	return fd < 0 ? -errno : fd;
 }
 
-/*
- * The pool of emptied object files in objects/free, named by random ids. Its list is
- * read from the directory the first time it is needed; files put there by another
- * process meanwhile are found at the next mount.
- */
-#define POOL_DIR VAULT_OBJECTS_DIR "/free"
-
-struct vault_pool {
-	pthread_mutex_t lock;
-	bool loaded;                       /* fd and ids are set up */
-	int fd;                            /* objects/free */
-	uint8_t (*ids)[OBJECT_ID_LEN];
-	size_t count;
-	size_t capacity;
-};
-
-static int pool_new(struct vault_pool **out)
-{
-	struct vault_pool *pool = calloc(1, sizeof(*pool));
-
-	if (pool == NULL)
-		return -ENOMEM;
-	pthread_mutex_init(&pool->lock, NULL);
-	pool->fd = -1;
-	*out = pool;
-	return 0;
-}
-
-static void pool_free(struct vault_pool *pool)
-{
-	if (pool == NULL)
-		return;
-	if (pool->fd >= 0)
-		close(pool->fd);
-	free(pool->ids);
-	pthread_mutex_destroy(&pool->lock);
-	free(pool);
-}
-
-static bool pool_push(struct vault_pool *pool, const uint8_t id[OBJECT_ID_LEN])
-{
-	if (pool->count == pool->capacity) {
-		size_t capacity = pool->capacity ? 2 * pool->capacity : 256;
-		void *grown = realloc(pool->ids, capacity * sizeof(*pool->ids));
-		if (grown == NULL)
-			return false;
-		pool->ids = grown;
-		pool->capacity = capacity;
-	}
-	memcpy(pool->ids[pool->count++], id, OBJECT_ID_LEN);
-	return true;
-}
-
-/* Open objects/free (made if missing) and list it (pool lock held). */
-static int pool_load(struct vault *vault, struct vault_pool *pool)
-{
-	struct dirent *entry;
-	uint8_t id[OBJECT_ID_LEN];
-	DIR *d;
-	int fd;
-
-	if (pool->loaded)
-		return pool->fd >= 0 ? 0 : -EIO;
-	pool->loaded = true;
-	if (mkdirat(vault->dir_fd, POOL_DIR, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	pool->fd = openat(vault->dir_fd, POOL_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	if (pool->fd < 0)
-		return -errno;
-	fd = dup(pool->fd);
-	d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (d == NULL) {
-		if (fd >= 0)
-			close(fd);
-		return 0;   /* an empty list: the pool fills as files are removed */
-	}
-	while ((entry = readdir(d)) != NULL && pool->count < VAULT_POOL_MAX) {
-		if (strlen(entry->d_name) == 2 * OBJECT_ID_LEN &&
-		    crypto_from_hex(id, sizeof(id), entry->d_name, 2 * OBJECT_ID_LEN) == 0 &&
-		    !pool_push(pool, id))
-			break;
-	}
-	closedir(d);
-	return 0;
-}
-
-/* Move an emptied object file from the pool to path; -ENOENT when the pool is empty. */
-static int pool_take(struct vault *vault, char path[VAULT_OBJECT_PATH_LEN])
-{
-	struct vault_pool *pool = vault->pool;
-	char name[2 * OBJECT_ID_LEN + 1];
-	uint8_t id[OBJECT_ID_LEN];
-	int ret;
-
-	if (pool == NULL)
-		return -ENOENT;
-	for (;;) {
-		pthread_mutex_lock(&pool->lock);
-		ret = pool_load(vault, pool);
-		if (ret == 0 && pool->count == 0)
-			ret = -ENOENT;
-		if (ret == 0)
-			memcpy(id, pool->ids[--pool->count], OBJECT_ID_LEN);
-		pthread_mutex_unlock(&pool->lock);
-		if (ret < 0)
-			return ret;
-		crypto_to_hex(name, sizeof(name), id, OBJECT_ID_LEN);
-		ret = renameat2(pool->fd, name, vault->objects_fd, path, RENAME_NOREPLACE);
-		if (ret < 0 && errno == ENOENT && (ret = make_fanout(vault, path)) == 0)
-			ret = renameat2(pool->fd, name, vault->objects_fd, path, RENAME_NOREPLACE);
-		if (ret == 0)
-			return 0;
-		if (errno != ENOENT)
-			return -errno;
-		/* That pool file is gone (removed by hand): try the next. */
-	}
-}
-
-/* Empty the object file at path and move it into the pool: 0, or -errno to unlink it. */
-static int pool_put(struct vault *vault, const char *path)
-{
-	struct vault_pool *pool = vault->pool;
-	char name[2 * OBJECT_ID_LEN + 1];
-	uint8_t id[OBJECT_ID_LEN];
-	int fd, ret;
-
-	if (pool == NULL)
-		return -ENOSPC;
-	pthread_mutex_lock(&pool->lock);
-	ret = pool_load(vault, pool);
-	if (ret == 0 && pool->count >= VAULT_POOL_MAX)
-		ret = -ENOSPC;
-	pthread_mutex_unlock(&pool->lock);
-	if (ret < 0)
-		return ret;
-	fd = openat(vault->objects_fd, path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-	if (fd < 0)
-		return -errno;
-	close(fd);
-	crypto_random(id, sizeof(id));
-	crypto_to_hex(name, sizeof(name), id, OBJECT_ID_LEN);
-	if (renameat2(vault->objects_fd, path, pool->fd, name, RENAME_NOREPLACE) < 0)
-		return -errno;
-	pthread_mutex_lock(&pool->lock);
-	bool kept = pool_push(pool, id);
-	pthread_mutex_unlock(&pool->lock);
-	/* Not listed (out of memory): found in the directory at the next mount. */
-	(void)kept;
-	return 0;
-}
-
 int vault_object_unlink(struct vault *vault, const uint8_t object_id[OBJECT_ID_LEN])
 {
 	char path[VAULT_OBJECT_PATH_LEN];
-	int ret;
+	int ret = -EROFS;
 
 	vault_object_path(path, object_id);
-	ret = pool_put(vault, path);
-	if (ret == -ENOENT)
+	if (vault->pool != NULL)
+		ret = pool_put(vault->pool, path, object_id);
+	if (ret == 0 || ret == -ENOENT)
 		return ret;
-	if (ret == 0)
-		return 0;
 	return unlinkat(vault->objects_fd, path, 0) < 0 ? -errno : 0;
+}
+
+void vault_object_settle(struct vault *vault)
+{
+	if (vault->pool != NULL)
+		pool_settle(vault->pool);
 }
 
 /* The header of the object open on fd: 0, -EBADMSG (unreadable, short, malformed). */
@@ -765,7 +624,7 @@ int vault_object_create(struct vault *vault, struct meta_inode *rec)
 	vault_object_header(vault, rec, &header);
 	object_header_encode(encoded, &header);
 	vault_object_path(path, rec->object_id);
-	if (pool_take(vault, path) == 0)
+	if (vault->pool != NULL && make_fanout(vault, path) == 0 && pool_take(vault->pool, path) == 0)
 		fd = vault_object_open(vault, rec->object_id, O_RDWR | O_TRUNC);
 	else
 		fd = vault_object_open(vault, rec->object_id, O_RDWR | O_CREAT | O_EXCL);

@@ -69,7 +69,7 @@ int vault_create(const char *dir, enum crypto_cipher cipher, uint32_t flags,
 		 struct keysource *keys, uint32_t root_uid, uint32_t root_gid)
 	__attribute__((warn_unused_result));
 
-struct vault_pool;
+struct pool;
 
 struct vault {
 	int dir_fd;
@@ -78,11 +78,10 @@ struct vault {
 	struct store *store;
 	struct meta *meta;
 	struct keysource *keys;  /* borrowed */
-	struct vault_pool *pool; /* emptied object files for reuse (vault.c) */
+	struct pool *pool;       /* removed object files, emptied for reuse (pool.h); NULL
+				  * when read-only */
+	bool fanout_made[256];   /* objects/xx known to exist (atomic) */
 };
-
-/* At most this many emptied object files wait in objects/free for reuse. */
-#define VAULT_POOL_MAX 16384
 
 #define VAULT_OPEN_READ_ONLY 0x1
 
@@ -107,19 +106,22 @@ int vault_rebind(struct vault *vault, uint32_t version) __attribute__((warn_unus
 void vault_object_path(char buf[36], const uint8_t object_id[OBJECT_ID_LEN]);
 
 /* Open (flags as open(2); O_CREAT creates the xx/ directory as needed) or remove an
- * object. Return an fd / 0, or -errno. Removing empties the file (its ciphertext is
- * freed as unlink would) and keeps it in objects/free for vault_object_create to reuse:
- * on a file system without a journal, ext4 makes every new inode scan the inodes freed in
- * the last minutes, so deleting and creating many small files gets slower each round. */
+ * object. Return an fd / 0, or -errno (-ENOENT: no such object). Removing moves the file
+ * into objects/trash at once; the pool's thread empties it (its ciphertext freed as unlink
+ * would) and keeps it in objects/free for vault_object_create to reuse, because on ext4
+ * without a journal every new inode scans the inodes freed in the last minutes. A read-only
+ * vault unlinks the file instead. vault_close() empties the trash before it returns. */
 int vault_object_open(struct vault *vault, const uint8_t object_id[OBJECT_ID_LEN], int flags);
 int vault_object_unlink(struct vault *vault, const uint8_t object_id[OBJECT_ID_LEN]);
+/* Wait until every object removed so far is emptied. */
+void vault_object_settle(struct vault *vault);
 
 /* The header the object of a regular file's record has in this vault. */
 void vault_object_header(const struct vault *vault, const struct meta_inode *rec,
 			 struct object_header *header);
 /* A new object file holding only its header, for rec, which gets a fresh object id and
- * the newest key version (an emptied file from objects/free when there is one). Returns an fd open read-write on it, or -errno (and leaves no
- * file behind). */
+ * the newest key version (an emptied file from objects/free when there is one). Returns
+ * an fd open read-write on it, or -errno (and leaves no file behind). */
 int vault_object_create(struct vault *vault, struct meta_inode *rec)
 	__attribute__((warn_unused_result));
 

@@ -520,7 +520,7 @@ int fixture_object_ids_in(const char *vault_dir, char ids[][FIXTURE_ID_HEX_LEN +
 	struct dirent *sub;
 	while ((sub = readdir(top)) != NULL) {
 		char sub_path[PATH_MAX * 2];
-		/* Fan-out directories only: objects/free holds emptied files for reuse. */
+		/* Fan-out directories only: objects/free and objects/trash hold removed files. */
 		if (strlen(sub->d_name) != 2 || !isxdigit((unsigned char)sub->d_name[0]) ||
 		    !isxdigit((unsigned char)sub->d_name[1]))
 			continue;
@@ -541,19 +541,22 @@ int fixture_object_ids_in(const char *vault_dir, char ids[][FIXTURE_ID_HEX_LEN +
 
 long long fixture_pool_bytes(const struct fixture *f)
 {
+	static const char *const subs[] = { "free", "trash" };
 	char pool[PATH_MAX + 16];
 	long long bytes = 0;
 	struct dirent *entry;
 	struct stat st;
 
-	snprintf(pool, sizeof(pool), "%s/objects/free", f->vault);
-	DIR *dir = opendir(pool);
-	if (dir == NULL)
-		return 0;
-	while ((entry = readdir(dir)) != NULL)
-		if (entry->d_name[0] != '.' && fstatat(dirfd(dir), entry->d_name, &st, 0) == 0)
-			bytes += st.st_size;
-	closedir(dir);
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		snprintf(pool, sizeof(pool), "%s/objects/%s", f->vault, subs[i]);
+		DIR *dir = opendir(pool);
+		if (dir == NULL)
+			continue;
+		while ((entry = readdir(dir)) != NULL)
+			if (entry->d_name[0] != '.' && fstatat(dirfd(dir), entry->d_name, &st, 0) == 0)
+				bytes += st.st_size;
+		closedir(dir);
+	}
 	return bytes;
 }
 

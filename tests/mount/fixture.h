@@ -131,7 +131,8 @@ char *fixture_read_text(const char *path, size_t *len);
 int fixture_object_ids(const struct fixture *f, char ids[][FIXTURE_ID_HEX_LEN + 1], int max);
 /* The same for the vault in vault_dir. */
 int fixture_object_ids_in(const char *vault_dir, char ids[][FIXTURE_ID_HEX_LEN + 1], int max);
-/* Bytes held by the emptied object files kept for reuse in objects/free (0 expected). */
+/* Bytes held by removed object files, in objects/free and objects/trash (0 expected once
+ * the daemon has stopped). */
 long long fixture_pool_bytes(const struct fixture *f);
 
 /* Path of the object file with that id, in buf (PATH_MAX). */

@@ -446,7 +446,8 @@ START_TEST(test_object_files)
 }
 END_TEST
 
-static size_t pool_files(size_t *bytes)
+/* Files in objects/sub, and their bytes. */
+static size_t dir_files(const char *sub, size_t *bytes)
 {
 	char full[256];
 	struct dirent *entry;
@@ -455,7 +456,7 @@ static size_t pool_files(size_t *bytes)
 	DIR *d;
 
 	*bytes = 0;
-	snprintf(full, sizeof(full), "%s/objects/free", vault_dir);
+	snprintf(full, sizeof(full), "%s/objects/%s", vault_dir, sub);
 	d = opendir(full);
 	if (d == NULL)
 		return 0;
@@ -468,6 +469,11 @@ static size_t pool_files(size_t *bytes)
 	}
 	closedir(d);
 	return count;
+}
+
+static size_t pool_files(size_t *bytes)
+{
+	return dir_files("free", bytes);
 }
 
 /* Removed objects are emptied and kept for reuse; a new object takes one back. */
@@ -495,6 +501,8 @@ START_TEST(test_object_pool)
 	/* Removed: gone from its place, emptied into the pool, not counted as an object. */
 	ck_assert_int_eq(vault_object_unlink(vault, first), 0);
 	ck_assert_int_eq(vault_object_open(vault, first, O_RDONLY), -ENOENT);
+	vault_object_settle(vault);
+	ck_assert_uint_eq(dir_files("trash", &bytes), 0);
 	ck_assert_uint_eq(pool_files(&bytes), 1);
 	ck_assert_uint_eq(bytes, 0);
 	ck_assert_int_eq(vault_object_count(vault_dir, &count), 0);
@@ -524,6 +532,66 @@ START_TEST(test_object_pool)
 	ck_assert_int_eq(vault_object_count(vault_dir, &count), 0);
 	ck_assert_uint_eq(count, 1);
 	vault_close(vault);
+}
+END_TEST
+
+/* A removal is a rename: the emptying happens behind it, and no removed ciphertext
+ * outlives the vault's close, nor a crash (what is left in objects/trash is emptied by the
+ * next open). */
+START_TEST(test_object_trash)
+{
+	static const char marker[] = "TRASH-MARKER-1f4e";
+	struct meta_inode rec = { .ino = 2, .mode = S_IFREG | 0600, .nlink = 1 };
+	char full[512], name[2 * OBJECT_ID_LEN + 1];
+	uint8_t left[OBJECT_ID_LEN];
+	struct vault *vault;
+	size_t bytes;
+	FILE *f;
+	int fd;
+
+	ck_assert_int_eq(vault_create(vault_dir, CRYPTO_XCHACHA20POLY1305, 0, keys, 0, 0), 0);
+	ck_assert_int_eq(vault_open(&vault, vault_dir, keys, 0), 0);
+	for (int i = 0; i < 40; i++) {
+		fd = vault_object_create(vault, &rec);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(pwrite(fd, marker, sizeof(marker), OBJECT_HEADER_LEN),
+				 (ssize_t)sizeof(marker));
+		close(fd);
+		ck_assert_int_eq(vault_object_unlink(vault, rec.object_id), 0);
+		ck_assert_int_eq(vault_object_open(vault, rec.object_id, O_RDONLY), -ENOENT);
+	}
+	vault_close(vault);
+	ck_assert_uint_eq(dir_files("trash", &bytes), 0);
+	/* Between 1 and 40 files: a create takes one back when one is ready. */
+	size_t pooled = pool_files(&bytes);
+	ck_assert_uint_ge(pooled, 1);
+	ck_assert_uint_eq(bytes, 0);
+	ck_assert(!harness_dir_contains(vault_dir, marker, strlen(marker)));
+
+	/* A crash between the rename and the emptying. */
+	crypto_random(left, sizeof(left));
+	crypto_to_hex(name, sizeof(name), left, sizeof(left));
+	snprintf(full, sizeof(full), "%s/objects/trash/%s", vault_dir, name);
+	f = fopen(full, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(marker, f);
+	fclose(f);
+	ck_assert_int_eq(vault_open(&vault, vault_dir, keys, 0), 0);
+	vault_object_settle(vault);
+	ck_assert_uint_eq(dir_files("trash", &bytes), 0);
+	ck_assert_uint_eq(pool_files(&bytes), pooled + 1);
+	ck_assert_uint_eq(bytes, 0);
+	ck_assert(!harness_dir_contains(vault_dir, marker, strlen(marker)));
+	vault_close(vault);
+
+	/* The same when the vault is closed before any thread ran. */
+	f = fopen(full, "w");
+	fputs(marker, f);
+	fclose(f);
+	ck_assert_int_eq(vault_open(&vault, vault_dir, keys, 0), 0);
+	vault_close(vault);
+	ck_assert_uint_eq(dir_files("trash", &bytes), 0);
+	ck_assert(!harness_dir_contains(vault_dir, marker, strlen(marker)));
 }
 END_TEST
 
@@ -719,6 +787,7 @@ int main(void)
 	tcase_add_test(tc, test_missing_store);
 	tcase_add_test(tc, test_object_files);
 	tcase_add_test(tc, test_object_pool);
+	tcase_add_test(tc, test_object_trash);
 	tcase_add_test(tc, test_key_versions_in_use);
 	suite_add_tcase(suite, tc);
 

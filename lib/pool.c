@@ -1,0 +1,276 @@
+/*
+ * Object files removed, emptied and kept for reuse. A removal costs the caller one rename
+ * into trash/; the pool's thread truncates the file (on a disk mounted with discard that
+ * is the slow part) and renames it into free/, where the next new object finds it. A file
+ * in trash/ still holds ciphertext, so the trash is emptied before pool_free() returns and
+ * at the next open after a crash. Both directory lists live in memory: files there are
+ * named by 32 hex digits (the removed object's id), anything else is left alone.
+ */
+#include "lib/pool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>          /* renameat2 */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/crypto.h"
+
+#define POOL_NAME_LEN (2 * OBJECT_ID_LEN)
+
+struct pool_ids {
+	uint8_t (*ids)[OBJECT_ID_LEN];
+	size_t count;
+	size_t capacity;
+};
+
+struct pool {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;          /* trash has files, or stopping */
+	pthread_cond_t settled;       /* trash is empty and the thread idle */
+	int objects_fd;               /* borrowed */
+	int free_fd;
+	int trash_fd;
+	struct pool_ids free;         /* emptied, ready for pool_take */
+	struct pool_ids trash;        /* still to be emptied */
+	bool emptying;                /* the thread is working on one file */
+	bool started;
+	bool stopping;
+	pthread_t thread;
+};
+
+static bool ids_push(struct pool_ids *list, const uint8_t id[OBJECT_ID_LEN])
+{
+	if (list->count == list->capacity) {
+		size_t capacity = list->capacity ? 2 * list->capacity : 256;
+		void *grown = realloc(list->ids, capacity * sizeof(*list->ids));
+		if (grown == NULL)
+			return false;
+		list->ids = grown;
+		list->capacity = capacity;
+	}
+	memcpy(list->ids[list->count++], id, OBJECT_ID_LEN);
+	return true;
+}
+
+static void name_of(char name[POOL_NAME_LEN + 1], const uint8_t id[OBJECT_ID_LEN])
+{
+	crypto_to_hex(name, POOL_NAME_LEN + 1, id, OBJECT_ID_LEN);
+}
+
+/* Open objects/sub, made if missing. */
+static int open_subdir(int objects_fd, const char *sub)
+{
+	int fd;
+
+	if (mkdirat(objects_fd, sub, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	fd = openat(objects_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Add the names in dir_fd to list, at most max of them. An unreadable directory lists as
+ * empty: its files are found at a later open. */
+static void list_dir(int dir_fd, struct pool_ids *list, size_t max)
+{
+	uint8_t id[OBJECT_ID_LEN];
+	struct dirent *entry;
+	int fd = dup(dir_fd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+	if (d == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((entry = readdir(d)) != NULL && list->count < max) {
+		if (strlen(entry->d_name) == POOL_NAME_LEN &&
+		    crypto_from_hex(id, sizeof(id), entry->d_name, POOL_NAME_LEN) == 0 &&
+		    !ids_push(list, id))
+			break;
+	}
+	closedir(d);
+}
+
+int pool_open(struct pool **out, int objects_fd)
+{
+	struct pool *pool;
+	int ret;
+
+	*out = NULL;
+	pool = calloc(1, sizeof(*pool));
+	if (pool == NULL)
+		return -ENOMEM;
+	pthread_mutex_init(&pool->lock, NULL);
+	pthread_cond_init(&pool->wake, NULL);
+	pthread_cond_init(&pool->settled, NULL);
+	pool->objects_fd = objects_fd;
+	pool->trash_fd = -1;
+	pool->free_fd = open_subdir(objects_fd, POOL_FREE_DIR);
+	if (pool->free_fd < 0) {
+		ret = pool->free_fd;
+		goto out_free;
+	}
+	pool->trash_fd = open_subdir(objects_fd, POOL_TRASH_DIR);
+	if (pool->trash_fd < 0) {
+		ret = pool->trash_fd;
+		goto out_free;
+	}
+	list_dir(pool->free_fd, &pool->free, POOL_MAX);
+	list_dir(pool->trash_fd, &pool->trash, SIZE_MAX);
+	*out = pool;
+	return 0;
+
+out_free:
+	pool_free(pool);
+	return ret;
+}
+
+/* Empty the trash file named by id and move it into free/, or unlink it when free/ is full
+ * or the emptying fails. Called without the lock. */
+static void empty_one(struct pool *pool, const uint8_t id[OBJECT_ID_LEN])
+{
+	char name[POOL_NAME_LEN + 1];
+	bool keep;
+	int fd;
+
+	name_of(name, id);
+	pthread_mutex_lock(&pool->lock);
+	keep = pool->free.count < POOL_MAX;
+	pthread_mutex_unlock(&pool->lock);
+	if (keep) {
+		fd = openat(pool->trash_fd, name,
+			    O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+		keep = fd >= 0;
+		if (fd >= 0)
+			close(fd);
+	}
+	if (keep && renameat2(pool->trash_fd, name, pool->free_fd, name, RENAME_NOREPLACE) == 0) {
+		pthread_mutex_lock(&pool->lock);
+		/* Not listed (out of memory): found in free/ at the next open. */
+		(void)ids_push(&pool->free, id);
+		pthread_mutex_unlock(&pool->lock);
+		return;
+	}
+	/* Left in the trash if even this fails: the next open empties it. */
+	(void)unlinkat(pool->trash_fd, name, 0);
+}
+
+static void *emptier(void *arg)
+{
+	struct pool *pool = arg;
+	uint8_t id[OBJECT_ID_LEN];
+
+	pthread_mutex_lock(&pool->lock);
+	for (;;) {
+		while (pool->trash.count == 0 && !pool->stopping)
+			pthread_cond_wait(&pool->wake, &pool->lock);
+		if (pool->trash.count == 0)
+			break;
+		memcpy(id, pool->trash.ids[--pool->trash.count], OBJECT_ID_LEN);
+		pool->emptying = true;
+		pthread_mutex_unlock(&pool->lock);
+		empty_one(pool, id);
+		pthread_mutex_lock(&pool->lock);
+		pool->emptying = false;
+		if (pool->trash.count == 0)
+			pthread_cond_broadcast(&pool->settled);
+	}
+	pthread_mutex_unlock(&pool->lock);
+	return NULL;
+}
+
+/* Start the thread if it is not running (lock held). Without one (no memory for a
+ * thread), files wait in the trash until pool_free() empties them. */
+static void start_locked(struct pool *pool)
+{
+	if (pool->started || pool->stopping)
+		return;
+	pool->started = pthread_create(&pool->thread, NULL, emptier, pool) == 0;
+}
+
+void pool_free(struct pool *pool)
+{
+	uint8_t id[OBJECT_ID_LEN];
+
+	if (pool == NULL)
+		return;
+	pthread_mutex_lock(&pool->lock);
+	pool->stopping = true;
+	pthread_cond_broadcast(&pool->wake);
+	pthread_mutex_unlock(&pool->lock);
+	if (pool->started)
+		pthread_join(pool->thread, NULL);
+	/* No thread ran, or it could not list a file: empty the rest here. */
+	while (pool->trash.count > 0 && pool->trash_fd >= 0) {
+		memcpy(id, pool->trash.ids[--pool->trash.count], OBJECT_ID_LEN);
+		empty_one(pool, id);
+	}
+	if (pool->free_fd >= 0)
+		close(pool->free_fd);
+	if (pool->trash_fd >= 0)
+		close(pool->trash_fd);
+	free(pool->free.ids);
+	free(pool->trash.ids);
+	pthread_cond_destroy(&pool->settled);
+	pthread_cond_destroy(&pool->wake);
+	pthread_mutex_destroy(&pool->lock);
+	free(pool);
+}
+
+int pool_take(struct pool *pool, const char *path)
+{
+	char name[POOL_NAME_LEN + 1];
+	uint8_t id[OBJECT_ID_LEN];
+	int ret;
+
+	for (;;) {
+		pthread_mutex_lock(&pool->lock);
+		start_locked(pool);
+		ret = pool->free.count == 0 ? -ENOENT : 0;
+		if (ret == 0)
+			memcpy(id, pool->free.ids[--pool->free.count], OBJECT_ID_LEN);
+		pthread_mutex_unlock(&pool->lock);
+		if (ret < 0)
+			return ret;
+		name_of(name, id);
+		if (renameat2(pool->free_fd, name, pool->objects_fd, path, RENAME_NOREPLACE) == 0)
+			return 0;
+		if (errno != ENOENT)
+			return -errno;
+		/* That file is gone (removed by hand): try the next. */
+	}
+}
+
+int pool_put(struct pool *pool, const char *path, const uint8_t id[OBJECT_ID_LEN])
+{
+	char name[POOL_NAME_LEN + 1];
+	bool listed;
+
+	name_of(name, id);
+	if (renameat2(pool->objects_fd, path, pool->trash_fd, name, RENAME_NOREPLACE) < 0)
+		return -errno;
+	pthread_mutex_lock(&pool->lock);
+	listed = ids_push(&pool->trash, id);
+	start_locked(pool);
+	pthread_cond_signal(&pool->wake);
+	pthread_mutex_unlock(&pool->lock);
+	/* Not listed (out of memory): emptied now, not left holding ciphertext. */
+	if (!listed)
+		empty_one(pool, id);
+	return 0;
+}
+
+void pool_settle(struct pool *pool)
+{
+	pthread_mutex_lock(&pool->lock);
+	start_locked(pool);
+	while (pool->started && (pool->trash.count > 0 || pool->emptying))
+		pthread_cond_wait(&pool->settled, &pool->lock);
+	pthread_mutex_unlock(&pool->lock);
+}

@@ -1,0 +1,51 @@
+/*
+ * The pool of object files of a vault (vault.c is its only user). A removed object is moved
+ * into objects/trash at once and emptied there by a thread of the pool, so that removing a
+ * file does not wait for the file system to free (and discard) its blocks; the emptied file
+ * then waits in objects/free until a new object takes it back instead of creating an inode.
+ */
+#ifndef VAULTFS_POOL_H
+#define VAULTFS_POOL_H
+
+#include <stdint.h>
+
+#include "lib/object.h"
+
+#define POOL_FREE_DIR "free"
+#define POOL_TRASH_DIR "trash"
+
+/* At most this many emptied files wait in free/; more are unlinked. */
+#define POOL_MAX 16384
+
+struct pool;
+
+/*
+ * Open the pool under objects_fd (the vault's objects directory, borrowed: it must outlive
+ * the pool), making free/ and trash/ if missing. Lists free/, and queues whatever a crash
+ * left in trash/ to be emptied. No thread runs yet: the first pool_take() or pool_put()
+ * starts it (so a daemon may fork after opening its vault). Returns 0 or -errno.
+ */
+int pool_open(struct pool **out, int objects_fd) __attribute__((warn_unused_result));
+
+/* Empty everything still queued (on the caller's thread when none was started), stop the
+ * thread and free the pool. NULL is accepted. */
+void pool_free(struct pool *pool);
+
+/*
+ * Move an emptied file into place as path (relative to objects_fd; its fan-out directory
+ * must exist). Returns 0, -ENOENT when no emptied file waits, -errno.
+ */
+int pool_take(struct pool *pool, const char *path) __attribute__((warn_unused_result));
+
+/*
+ * Take the object file at path (relative to objects_fd), named by id, out of the vault:
+ * it is renamed into trash/ now and emptied later. Returns 0, -ENOENT (no file at path),
+ * -errno (nothing moved: the caller unlinks it itself).
+ */
+int pool_put(struct pool *pool, const char *path, const uint8_t id[OBJECT_ID_LEN])
+	__attribute__((warn_unused_result));
+
+/* Wait until every file put so far has been emptied (or unlinked). */
+void pool_settle(struct pool *pool);
+
+#endif
