@@ -624,10 +624,18 @@ int vault_object_create(struct vault *vault, struct meta_inode *rec)
 	vault_object_header(vault, rec, &header);
 	object_header_encode(encoded, &header);
 	vault_object_path(path, rec->object_id);
-	if (vault->pool != NULL && make_fanout(vault, path) == 0 && pool_take(vault->pool, path) == 0)
-		fd = vault_object_open(vault, rec->object_id, O_RDWR | O_TRUNC);
-	else
+	if (vault->pool != NULL && make_fanout(vault, path) == 0 && pool_take(vault->pool, path) == 0) {
+		/* Emptied by the pool. Not opened with O_TRUNC: ext4 flushes a file truncated
+		 * to zero at its close, which would cost every small file a write-out. */
+		struct stat st;
+		fd = vault_object_open(vault, rec->object_id, O_RDWR);
+		if (fd >= 0 && (fstat(fd, &st) != 0 || (st.st_size != 0 && ftruncate(fd, 0) != 0))) {
+			close(fd);
+			fd = -EIO;
+		}
+	} else {
 		fd = vault_object_open(vault, rec->object_id, O_RDWR | O_CREAT | O_EXCL);
+	}
 	if (fd < 0)
 		return fd;
 	ret = write_all_at(fd, encoded, sizeof(encoded), 0);
