@@ -677,7 +677,7 @@ int do_flush(struct vfs *vfs, struct vnode *node)
 	pthread_rwlock_wrlock(&node->lock);
 	settle_object_length(node);
 	if (node->dirty && !vfs->read_only)
-		err = node_save(vfs, node);
+		err = node_save_soon(vfs, node);
 	pthread_rwlock_unlock(&node->lock);
 	return err;
 }
@@ -693,7 +693,7 @@ int do_release(struct vfs *vfs, struct vnode *node)
 	if (left == 0) {
 		settle_object_length(node);
 		if (node->dirty && !vfs->read_only)
-			err = node_save(vfs, node);
+			err = node_save_soon(vfs, node);
 		detach(node);
 	}
 	pthread_rwlock_unlock(&node->lock);

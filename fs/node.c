@@ -23,6 +23,9 @@
 
 #define TABLE_INITIAL_SIZE 1024
 #define FLUSH_INTERVAL_SECONDS 5
+/* How long the flusher waits for more closes before storing their records. */
+#define SAVE_DELAY_MS 10
+#define SAVE_BATCH_MAX 256
 
 static size_t bucket_of(const struct vfs *vfs, uint64_t ino)
 {
@@ -480,42 +483,133 @@ int node_reclaim_orphans(struct vfs *vfs)
 	return err;
 }
 
-int node_flush_all(struct vfs *vfs)
+/* Pin every dirty vnode; returns them (free() the array) and sets *count. */
+static struct vnode **pin_dirty(struct vfs *vfs, size_t *count)
 {
 	struct vnode **dirty = NULL;
-	size_t count = 0, cap = 0;
-	int err = 0;
+	size_t cap = 0;
 
+	*count = 0;
 	pthread_mutex_lock(&vfs->table_lock);
 	for (size_t i = 0; i < vfs->table_size; i++) {
 		for (struct vnode *node = vfs->table[i]; node; node = node->next) {
 			if (!node->dirty)
 				continue;
-			if (count == cap) {
+			if (*count == cap) {
 				size_t grown_cap = cap ? cap * 2 : 64;
 				struct vnode **grown = realloc(dirty, grown_cap * sizeof(*grown));
 				if (!grown)
-					break;
+					goto out_unlock;  /* the rest at the next flush */
 				dirty = grown;
 				cap = grown_cap;
 			}
 			node->pins++;
-			dirty[count++] = node;
+			dirty[(*count)++] = node;
 		}
 	}
+out_unlock:
 	pthread_mutex_unlock(&vfs->table_lock);
+	return dirty;
+}
 
-	for (size_t i = 0; i < count; i++) {
-		pthread_rwlock_wrlock(&dirty[i]->lock);
-		if (dirty[i]->dirty) {
-			int saved = node_save(vfs, dirty[i]);
-			if (saved && !err)
-				err = saved;
-		}
-		pthread_rwlock_unlock(&dirty[i]->lock);
-		node_put(vfs, dirty[i]);
+/* Store the records of count locked vnodes in one commit. */
+static int save_batch(struct vfs *vfs, struct vnode **nodes, size_t count)
+{
+	struct meta_txn *txn;
+	int err;
+
+	err = meta_txn_begin(vfs->vault->meta, true, &txn);
+	if (err)
+		return err;
+	for (size_t i = 0; i < count && !err; i++)
+		err = meta_inode_put(txn, &nodes[i]->rec);
+	if (err) {
+		meta_txn_abort(txn);
+		return err;
 	}
+	err = meta_txn_commit(txn);
+	for (size_t i = 0; i < count && !err; i++)
+		nodes[i]->dirty = false;
+	return err;
+}
+
+/*
+ * Store the records of the pinned vnodes in dirty and drop their pins. Those whose lock is
+ * free are stored together, SAVE_BATCH_MAX per commit; a vnode whose lock is busy is
+ * waited for and stored alone. Locks are taken before the write transaction, as
+ * everywhere: whoever holds a transaction never waits for a vnode lock.
+ */
+static int save_pinned(struct vfs *vfs, struct vnode **dirty, size_t count)
+{
+	int err = 0;
+
+	for (size_t first = 0; first < count; first += SAVE_BATCH_MAX) {
+		size_t end = count - first < SAVE_BATCH_MAX ? count : first + SAVE_BATCH_MAX;
+		struct vnode *locked[SAVE_BATCH_MAX];
+		size_t n = 0;
+
+		for (size_t i = first; i < end; i++) {
+			if (pthread_rwlock_trywrlock(&dirty[i]->lock) != 0)
+				continue;
+			if (dirty[i]->dirty && !dirty[i]->removed) {
+				locked[n++] = dirty[i];
+			} else {
+				pthread_rwlock_unlock(&dirty[i]->lock);
+				node_put(vfs, dirty[i]);
+			}
+			dirty[i] = NULL;
+		}
+		int saved = n ? save_batch(vfs, locked, n) : 0;
+		if (saved && !err)
+			err = saved;
+		for (size_t i = 0; i < n; i++) {
+			pthread_rwlock_unlock(&locked[i]->lock);
+			node_put(vfs, locked[i]);
+		}
+		for (size_t i = first; i < end; i++) {
+			if (!dirty[i])
+				continue;
+			pthread_rwlock_wrlock(&dirty[i]->lock);
+			if (dirty[i]->dirty) {
+				saved = node_save(vfs, dirty[i]);
+				if (saved && !err)
+					err = saved;
+			}
+			pthread_rwlock_unlock(&dirty[i]->lock);
+			node_put(vfs, dirty[i]);
+		}
+	}
+	return err;
+}
+
+/* Store every dirty record, without making the store durable. */
+static int save_all(struct vfs *vfs)
+{
+	size_t count;
+	struct vnode **dirty = pin_dirty(vfs, &count);
+	int err = save_pinned(vfs, dirty, count);
+
 	free(dirty);
+	return err;
+}
+
+int node_save_soon(struct vfs *vfs, struct vnode *node)
+{
+	if (!vfs->flusher_running)
+		return node_save(vfs, node);
+	pthread_mutex_lock(&vfs->flusher_lock);
+	if (!vfs->flusher_soon) {
+		vfs->flusher_soon = true;
+		pthread_cond_signal(&vfs->flusher_wake);
+	}
+	pthread_mutex_unlock(&vfs->flusher_lock);
+	return 0;
+}
+
+int node_flush_all(struct vfs *vfs)
+{
+	int err = save_all(vfs);
+
 	if (vfs->read_only)
 		return err;
 	/* Object data reaches the disk before the records that point to it, so power loss
@@ -592,23 +686,61 @@ void node_fill_stat(const struct vfs *vfs, const struct meta_inode *rec, struct 
 	(void)vfs;
 }
 
+static void deadline_after(struct timespec *deadline, long ms)
+{
+	clock_gettime(CLOCK_REALTIME, deadline);
+	deadline->tv_sec += ms / 1000;
+	deadline->tv_nsec += (ms % 1000) * 1000000L;
+	if (deadline->tv_nsec >= 1000000000L) {
+		deadline->tv_sec++;
+		deadline->tv_nsec -= 1000000000L;
+	}
+}
+
+static bool passed(const struct timespec *deadline)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return now.tv_sec > deadline->tv_sec ||
+	       (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+}
+
+/*
+ * Every FLUSH_INTERVAL_SECONDS: store every dirty record and make everything durable.
+ * When a close asks (node_save_soon): wait SAVE_DELAY_MS for more closes, then store the
+ * dirty records in as few commits as possible, without a sync.
+ */
 static void *flusher_main(void *arg)
 {
 	struct vfs *vfs = arg;
+	struct timespec periodic, soon;
 
+	deadline_after(&periodic, FLUSH_INTERVAL_SECONDS * 1000L);
 	pthread_mutex_lock(&vfs->flusher_lock);
 	while (!vfs->flusher_stop) {
-		struct timespec deadline;
-		clock_gettime(CLOCK_REALTIME, &deadline);
-		deadline.tv_sec += FLUSH_INTERVAL_SECONDS;
-		pthread_cond_timedwait(&vfs->flusher_wake, &vfs->flusher_lock, &deadline);
+		bool saving = vfs->flusher_soon;
+		if (saving)
+			deadline_after(&soon, SAVE_DELAY_MS);
+		/* Wake-ups by further closes only set flusher_soon again. */
+		while (!vfs->flusher_stop && !passed(saving ? &soon : &periodic) &&
+		       (saving || !vfs->flusher_soon))
+			pthread_cond_timedwait(&vfs->flusher_wake, &vfs->flusher_lock,
+					       saving ? &soon : &periodic);
 		if (vfs->flusher_stop)
 			break;
+		if (!saving && vfs->flusher_soon)
+			continue;  /* a close asked: wait the short delay first */
+		vfs->flusher_soon = false;
+		bool durable = passed(&periodic);
 		pthread_mutex_unlock(&vfs->flusher_lock);
-		int err = node_flush_all(vfs);
+		int err = durable ? node_flush_all(vfs) : save_all(vfs);
 		if (err)
-			log_error("periodic metadata flush failed: %s", strerror(-err));
+			log_error("%s failed: %s", durable ? "periodic metadata flush" :
+				  "storing the records of closed files", strerror(-err));
 		pthread_mutex_lock(&vfs->flusher_lock);
+		if (durable)
+			deadline_after(&periodic, FLUSH_INTERVAL_SECONDS * 1000L);
 	}
 	pthread_mutex_unlock(&vfs->flusher_lock);
 	return NULL;

@@ -90,6 +90,7 @@ struct vfs {
 	pthread_mutex_t flusher_lock;
 	pthread_cond_t flusher_wake;
 	bool flusher_stop;
+	bool flusher_soon;             /* a close is waiting for its record to be stored */
 	bool flusher_running;
 };
 
@@ -106,6 +107,11 @@ void node_lookup_ref(struct vfs *vfs, struct vnode *node);
 void node_forget(struct vfs *vfs, uint64_t ino, uint64_t nlookup);
 /* Store the vnode's record now (write lock held). */
 int node_save(struct vfs *vfs, struct vnode *node);
+/* The same within milliseconds, by the flusher thread, in one commit with the records of
+ * other files closed meanwhile (a close need not wait for a commit of its own). The vnode
+ * stays dirty, so in the table, until then. Returns 0, or what node_save returns when no
+ * flusher runs. */
+int node_save_soon(struct vfs *vfs, struct vnode *node);
 /* Derive the file key of an object whose header is given. Returns 0 or -errno. */
 int node_object_key(struct vfs *vfs, const struct object_header *header,
 		    struct object_key **out);

@@ -290,6 +290,25 @@ START_TEST(test_kill_after_filling_holes)
 }
 END_TEST
 
+/* Closed without fsync: the records are stored within milliseconds of the close (by the
+ * flusher, several files per commit), so a kill a second later loses none of them. */
+START_TEST(test_kill_after_close)
+{
+	SKIP_IF_PLAIN();
+	enum { FILES = 40 };
+	for (int i = 0; i < FILES; i++)
+		ck_assert_int_eq(pattern_write(mnt_path("closed-%d", i), 3000 + 1000 * (size_t)i,
+					       100 + (uint64_t)i, false), 0);
+	sleep_ms(1000);
+	fixture_kill_daemon(&fx);
+	fixture_clear_dead_mount(&fx);
+	fixture_mount(&fx);
+	for (int i = 0; i < FILES; i++)
+		ck_assert_int_eq(pattern_verify_file(mnt_path("closed-%d", i), 3000 + 1000 * (size_t)i,
+						     100 + (uint64_t)i), 0);
+}
+END_TEST
+
 static Suite *crash_suite(void)
 {
 	Suite *suite = suite_create("mount_crash");
@@ -298,6 +317,7 @@ static Suite *crash_suite(void)
 	tcase_set_timeout(tcase, 180);
 	tcase_add_test(tcase, test_kill_during_writes);
 	tcase_add_test(tcase, test_kill_with_open_files);
+	tcase_add_test(tcase, test_kill_after_close);
 	tcase_add_test(tcase, test_kill_after_filling_holes);
 	suite_add_tcase(suite, tcase);
 	return suite;
