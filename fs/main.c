@@ -172,6 +172,34 @@ static int check_mountpoint(const char *path)
 	return 0;
 }
 
+/*
+ * The kernel caps a FUSE mount's readahead at 128 KiB (its bdi default), whatever
+ * max_readahead the daemon offers, so sequential and mmap reads arrive in 128 KiB pieces
+ * and a memory-mapped file faults in 128 KiB at a time. Raise this mount's own window to
+ * the request size. The mount is found without a request to it (AT_STATX_DONT_SYNC: the
+ * session does not serve yet). Writing to sysfs needs root; otherwise the default stays.
+ */
+static void raise_readahead(const char *mountpoint)
+{
+	char path[64], value[16];
+	struct statx stx;
+	int fd, len;
+
+	if (statx(AT_FDCWD, mountpoint, AT_STATX_DONT_SYNC, 0, &stx) != 0)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", stx.stx_dev_major,
+		 stx.stx_dev_minor);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		log_debug("readahead stays at the kernel's default: %s", strerror(errno));
+		return;
+	}
+	len = snprintf(value, sizeof(value), "%d", VFS_MAX_REQUEST / 1024);
+	if (write(fd, value, (size_t)len) != len)
+		log_debug("readahead stays at the kernel's default: %s", strerror(errno));
+	close(fd);
+}
+
 /* Mount through the agent: the lease brings the keys, the vault directory and the rules. */
 static int lease_keys(struct options *opts, struct keysource **keys, struct lease **lease,
 		      struct vfs_access **access)
@@ -326,6 +354,7 @@ static int serve(struct vfs *vfs, struct fuse_args *args, const struct options *
 		fail("see the message above", "cannot mount on '%s'", opts->mountpoint);
 		goto out_signals;
 	}
+	raise_readahead(opts->mountpoint);
 	if (fuse_daemonize(opts->foreground) != 0)
 		goto out_unmount;
 	if (!opts->foreground)

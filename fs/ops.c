@@ -17,7 +17,6 @@
 #define SCRATCH_SLOTS 3
 enum { SCRATCH_REPLY = 2 };
 /* Largest request the kernel may send: FUSE_MAX_MAX_PAGES is 256 pages. */
-#define MAX_REQUEST (1024 * 1024)
 
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
@@ -91,8 +90,8 @@ static void vfs_op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ASYNC_READ;
 	/* Only this daemon changes the backing store, so cached pages stay valid. */
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
-	conn->max_write = MAX_REQUEST;
-	conn->max_readahead = MAX_REQUEST;
+	conn->max_write = VFS_MAX_REQUEST;
+	conn->max_readahead = VFS_MAX_REQUEST;
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
 	(void)vfs;

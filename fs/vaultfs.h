@@ -49,6 +49,8 @@ struct vnode {
 };
 
 #define VFS_DEK_CACHE 8
+/* The largest READ and WRITE request the daemon takes, and its readahead window. */
+#define VFS_MAX_REQUEST (1024 * 1024)
 
 /* What the key agent's lease says about access to this mount (see gate.c, lease.c). */
 struct vfs_access {

@@ -2,13 +2,14 @@
  * Real-mount tests of the daemon's command line: refusals (wrong key, loose key file
  * permissions, bad mountpoints, not a vault, bad options) exit 1 with a message and
  * mount nothing; ro, ephemeral, auto_unmount, fsname/max_threads, daemonizing and an
- * XChaCha20-Poly1305 vault work as documented.
+ * XChaCha20-Poly1305 vault work as documented; a root mount reads ahead 1 MiB.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -311,6 +312,24 @@ START_TEST(test_fuse_options)
 END_TEST
 
 /* Without -f the parent exits 0 only once the mount works. */
+/* A root mount reads ahead 1 MiB, not the kernel's 128 KiB FUSE default: a memory-mapped
+ * file (numpy.memmap) faults in whole requests. */
+START_TEST(test_readahead)
+{
+	SKIP_IF_PLAIN();
+	struct stat st;
+	char path[64];
+	fixture_mount(&fx);
+	ck_assert_int_eq(stat(fx.mnt, &st), 0);
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
+		 minor(st.st_dev));
+	char *text = fixture_read_text(path, NULL);
+	ck_assert_msg(text != NULL, "cannot read %s", path);
+	ck_assert_msg(geteuid() != 0 || atoi(text) == 1024, "read_ahead_kb is %s, want 1024", text);
+	free(text);
+}
+END_TEST
+
 START_TEST(test_daemonize)
 {
 	SKIP_IF_PLAIN();
@@ -346,6 +365,7 @@ static Suite *options_suite(void)
 	tcase_add_test(tcase, test_auto_unmount);
 	tcase_add_test(tcase, test_fuse_options);
 	tcase_add_test(tcase, test_daemonize);
+	tcase_add_test(tcase, test_readahead);
 	suite_add_tcase(suite, tcase);
 	return suite;
 }
