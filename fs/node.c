@@ -79,6 +79,7 @@ void vfs_release(struct vfs *vfs)
 		}
 	}
 	free(vfs->table);
+	free(vfs->save_queue);
 	vfs->table = NULL;
 	for (int i = 0; i < VFS_DEK_CACHE; i++)
 		secret_free(vfs->deks[i]);
@@ -593,17 +594,58 @@ static int save_all(struct vfs *vfs)
 	return err;
 }
 
+/* Room for one more in the save queue (flusher_lock held). */
+static bool queue_room(struct vfs *vfs)
+{
+	if (vfs->save_count < vfs->save_cap)
+		return true;
+	size_t cap = vfs->save_cap ? 2 * vfs->save_cap : 64;
+	struct vnode **grown = realloc(vfs->save_queue, cap * sizeof(*grown));
+	if (!grown)
+		return false;
+	vfs->save_queue = grown;
+	vfs->save_cap = cap;
+	return true;
+}
+
 int node_save_soon(struct vfs *vfs, struct vnode *node)
 {
+	bool waiting = true;
+
 	if (!vfs->flusher_running)
 		return node_save(vfs, node);
 	pthread_mutex_lock(&vfs->flusher_lock);
-	if (!vfs->flusher_soon) {
-		vfs->flusher_soon = true;
-		pthread_cond_signal(&vfs->flusher_wake);
+	if (!node->save_queued && queue_room(vfs)) {
+		pthread_mutex_lock(&vfs->table_lock);
+		node->pins++;
+		pthread_mutex_unlock(&vfs->table_lock);
+		node->save_queued = true;
+		vfs->save_queue[vfs->save_count++] = node;
+		if (vfs->save_count == 1)
+			pthread_cond_signal(&vfs->flusher_wake);
+	} else if (!node->save_queued) {
+		waiting = false;
 	}
 	pthread_mutex_unlock(&vfs->flusher_lock);
-	return 0;
+	/* No memory for the queue: store it now. */
+	return waiting ? 0 : node_save(vfs, node);
+}
+
+/* Store the records of the queued closed files (flusher_lock held, and dropped meanwhile). */
+static int save_queued(struct vfs *vfs)
+{
+	struct vnode **queue = vfs->save_queue;
+	size_t count = vfs->save_count;
+
+	vfs->save_queue = NULL;
+	vfs->save_count = vfs->save_cap = 0;
+	for (size_t i = 0; i < count; i++)
+		queue[i]->save_queued = false;
+	pthread_mutex_unlock(&vfs->flusher_lock);
+	int err = save_pinned(vfs, queue, count);
+	free(queue);
+	pthread_mutex_lock(&vfs->flusher_lock);
+	return err;
 }
 
 int node_flush_all(struct vfs *vfs)
@@ -708,8 +750,8 @@ static bool passed(const struct timespec *deadline)
 
 /*
  * Every FLUSH_INTERVAL_SECONDS: store every dirty record and make everything durable.
- * When a close asks (node_save_soon): wait SAVE_DELAY_MS for more closes, then store the
- * dirty records in as few commits as possible, without a sync.
+ * When a close queues its file (node_save_soon): wait SAVE_DELAY_MS for more closes, then
+ * store the queued records in as few commits as possible, without a sync.
  */
 static void *flusher_main(void *arg)
 {
@@ -719,29 +761,32 @@ static void *flusher_main(void *arg)
 	deadline_after(&periodic, FLUSH_INTERVAL_SECONDS * 1000L);
 	pthread_mutex_lock(&vfs->flusher_lock);
 	while (!vfs->flusher_stop) {
-		bool saving = vfs->flusher_soon;
+		bool saving = vfs->save_count > 0;
 		if (saving)
 			deadline_after(&soon, SAVE_DELAY_MS);
-		/* Wake-ups by further closes only set flusher_soon again. */
+		/* While waiting out the short delay, further closes only join the queue. */
 		while (!vfs->flusher_stop && !passed(saving ? &soon : &periodic) &&
-		       (saving || !vfs->flusher_soon))
+		       (saving || vfs->save_count == 0))
 			pthread_cond_timedwait(&vfs->flusher_wake, &vfs->flusher_lock,
 					       saving ? &soon : &periodic);
 		if (vfs->flusher_stop)
 			break;
-		if (!saving && vfs->flusher_soon)
-			continue;  /* a close asked: wait the short delay first */
-		vfs->flusher_soon = false;
-		bool durable = passed(&periodic);
-		pthread_mutex_unlock(&vfs->flusher_lock);
-		int err = durable ? node_flush_all(vfs) : save_all(vfs);
+		if (!saving && vfs->save_count > 0)
+			continue;  /* a close queued its file: wait the short delay first */
+		int err = save_queued(vfs);
 		if (err)
-			log_error("%s failed: %s", durable ? "periodic metadata flush" :
-				  "storing the records of closed files", strerror(-err));
-		pthread_mutex_lock(&vfs->flusher_lock);
-		if (durable)
+			log_error("storing the records of closed files failed: %s", strerror(-err));
+		if (passed(&periodic)) {
+			pthread_mutex_unlock(&vfs->flusher_lock);
+			err = node_flush_all(vfs);
+			if (err)
+				log_error("periodic metadata flush failed: %s", strerror(-err));
+			pthread_mutex_lock(&vfs->flusher_lock);
 			deadline_after(&periodic, FLUSH_INTERVAL_SECONDS * 1000L);
+		}
 	}
+	/* Whatever is still queued keeps a pin: store it and let it go. */
+	(void)save_queued(vfs);
 	pthread_mutex_unlock(&vfs->flusher_lock);
 	return NULL;
 }

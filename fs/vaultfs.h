@@ -38,6 +38,7 @@ struct vnode {
 	pthread_rwlock_t lock;
 	struct meta_inode rec;   /* authoritative while the vnode exists */
 	bool dirty;              /* rec differs from the store */
+	bool save_queued;        /* in vfs->save_queue (flusher_lock) */
 	bool unlinked;           /* no name left; record and object go at last release */
 	bool removed;            /* record already deleted from the store */
 	int object_fd;           /* regular files: -1 until first open */
@@ -92,7 +93,8 @@ struct vfs {
 	pthread_mutex_t flusher_lock;
 	pthread_cond_t flusher_wake;
 	bool flusher_stop;
-	bool flusher_soon;             /* a close is waiting for its record to be stored */
+	struct vnode **save_queue;     /* closed files to store soon, pinned (flusher_lock) */
+	size_t save_count, save_cap;
 	bool flusher_running;
 };
 
