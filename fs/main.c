@@ -362,6 +362,8 @@ static int serve(struct vfs *vfs, struct fuse_args *args, const struct options *
 	/* Threads only after fuse_daemonize: a fork keeps none of them. */
 	if (crew_start(&vfs->crew) != 0 || flusher_start(vfs) != 0)
 		goto out_unmount;
+	if (!vfs->read_only)
+		vault_object_start(vfs->vault);
 	if (lease && lease_start(lease, vfs) != 0)
 		goto out_flusher;
 	loop = fuse_loop_cfg_create();

@@ -265,6 +265,8 @@ static void *worker_main(void *arg)
 			snprintf(why, sizeof(why), "cannot lock the vault: %s", strerror(-err));
 		goto out_close;
 	}
+	/* The old objects a rekey removes are emptied as it goes. */
+	vault_object_start(vault);
 	pthread_mutex_lock(&job->lock);
 	job->shared.running = true;
 	pthread_mutex_unlock(&job->lock);

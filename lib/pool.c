@@ -2,8 +2,8 @@
  * Object files removed, emptied and kept for reuse. A removal costs the caller one rename
  * into trash/; the pool's thread truncates the file (on a disk mounted with discard that
  * is the slow part) and renames it into free/, where the next new object finds it. A file
- * in trash/ still holds ciphertext, so the trash is emptied before pool_free() returns and
- * at the next open after a crash. Both directory lists live in memory: files there are
+ * in trash/ still holds ciphertext, so the trash is emptied before pool_free() returns and,
+ * after a crash, by the next pool_start(). Both directory lists live in memory: files there are
  * named by 32 hex digits (the removed object's id), anything else is left alone.
  */
 #include "lib/pool.h"
@@ -122,7 +122,6 @@ int pool_open(struct pool **out, int objects_fd)
 		goto out_free;
 	}
 	list_dir(pool->free_fd, &pool->free, POOL_MAX);
-	list_dir(pool->trash_fd, &pool->trash, SIZE_MAX);
 	*out = pool;
 	return 0;
 
@@ -185,19 +184,36 @@ static void *emptier(void *arg)
 	return NULL;
 }
 
-/* Start the thread if it is not running (lock held). Without one (no memory for a
- * thread), files wait in the trash until pool_free() empties them. */
-static void start_locked(struct pool *pool)
+void pool_start(struct pool *pool)
 {
-	if (pool->started || pool->stopping)
-		return;
-	pool->started = pthread_create(&pool->thread, NULL, emptier, pool) == 0;
+	pthread_mutex_lock(&pool->lock);
+	if (!pool->started && !pool->stopping) {
+		/* The directory is the whole truth: it also holds what a crash left. */
+		pool->trash.count = 0;
+		list_dir(pool->trash_fd, &pool->trash, SIZE_MAX);
+		pool->started = pthread_create(&pool->thread, NULL, emptier, pool) == 0;
+	}
+	pthread_cond_signal(&pool->wake);
+	pthread_mutex_unlock(&pool->lock);
+}
+
+/* Empty what is queued on the caller's thread (no emptier runs). */
+static void empty_here(struct pool *pool)
+{
+	uint8_t id[OBJECT_ID_LEN];
+
+	pthread_mutex_lock(&pool->lock);
+	while (pool->trash.count > 0) {
+		memcpy(id, pool->trash.ids[--pool->trash.count], OBJECT_ID_LEN);
+		pthread_mutex_unlock(&pool->lock);
+		empty_one(pool, id);
+		pthread_mutex_lock(&pool->lock);
+	}
+	pthread_mutex_unlock(&pool->lock);
 }
 
 void pool_free(struct pool *pool)
 {
-	uint8_t id[OBJECT_ID_LEN];
-
 	if (pool == NULL)
 		return;
 	pthread_mutex_lock(&pool->lock);
@@ -206,11 +222,8 @@ void pool_free(struct pool *pool)
 	pthread_mutex_unlock(&pool->lock);
 	if (pool->started)
 		pthread_join(pool->thread, NULL);
-	/* No thread ran, or it could not list a file: empty the rest here. */
-	while (pool->trash.count > 0 && pool->trash_fd >= 0) {
-		memcpy(id, pool->trash.ids[--pool->trash.count], OBJECT_ID_LEN);
-		empty_one(pool, id);
-	}
+	if (pool->trash_fd >= 0)
+		empty_here(pool);
 	if (pool->free_fd >= 0)
 		close(pool->free_fd);
 	if (pool->trash_fd >= 0)
@@ -231,7 +244,6 @@ int pool_take(struct pool *pool, const char *path)
 
 	for (;;) {
 		pthread_mutex_lock(&pool->lock);
-		start_locked(pool);
 		ret = pool->free.count == 0 ? -ENOENT : 0;
 		if (ret == 0)
 			memcpy(id, pool->free.ids[--pool->free.count], OBJECT_ID_LEN);
@@ -257,7 +269,6 @@ int pool_put(struct pool *pool, const char *path, const uint8_t id[OBJECT_ID_LEN
 		return -errno;
 	pthread_mutex_lock(&pool->lock);
 	listed = ids_push(&pool->trash, id);
-	start_locked(pool);
 	pthread_cond_signal(&pool->wake);
 	pthread_mutex_unlock(&pool->lock);
 	/* Not listed (out of memory): emptied now, not left holding ciphertext. */
@@ -269,8 +280,10 @@ int pool_put(struct pool *pool, const char *path, const uint8_t id[OBJECT_ID_LEN
 void pool_settle(struct pool *pool)
 {
 	pthread_mutex_lock(&pool->lock);
-	start_locked(pool);
-	while (pool->started && (pool->trash.count > 0 || pool->emptying))
+	bool started = pool->started;
+	while (started && (pool->trash.count > 0 || pool->emptying))
 		pthread_cond_wait(&pool->settled, &pool->lock);
 	pthread_mutex_unlock(&pool->lock);
+	if (!started)
+		empty_here(pool);
 }

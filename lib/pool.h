@@ -21,11 +21,16 @@ struct pool;
 
 /*
  * Open the pool under objects_fd (the vault's objects directory, borrowed: it must outlive
- * the pool), making free/ and trash/ if missing. Lists free/, and queues whatever a crash
- * left in trash/ to be emptied. No thread runs yet: the first pool_take() or pool_put()
- * starts it (so a daemon may fork after opening its vault). Returns 0 or -errno.
+ * the pool), making free/ and trash/ if missing, and list free/. Returns 0 or -errno.
  */
 int pool_open(struct pool **out, int objects_fd) __attribute__((warn_unused_result));
+
+/* Start the thread that empties the trash, beginning with whatever a crash left there:
+ * only the vault's lock holder may call it. Not done by pool_open, so that a daemon can
+ * fork after opening its vault (a fork keeps no thread), and so that opening a vault
+ * without its lock never touches another process's trash. Without it, files this process
+ * put wait until pool_settle() or pool_free() empties them on the caller's thread. */
+void pool_start(struct pool *pool);
 
 /* Empty everything still queued (on the caller's thread when none was started), stop the
  * thread and free the pool. NULL is accepted. */
@@ -45,7 +50,8 @@ int pool_take(struct pool *pool, const char *path) __attribute__((warn_unused_re
 int pool_put(struct pool *pool, const char *path, const uint8_t id[OBJECT_ID_LEN])
 	__attribute__((warn_unused_result));
 
-/* Wait until every file put so far has been emptied (or unlinked). */
+/* Wait until every file put so far has been emptied (or unlinked); without a thread,
+ * empty them here. */
 void pool_settle(struct pool *pool);
 
 #endif

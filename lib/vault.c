@@ -562,6 +562,12 @@ int vault_object_unlink(struct vault *vault, const uint8_t object_id[OBJECT_ID_L
 	return unlinkat(vault->objects_fd, path, 0) < 0 ? -errno : 0;
 }
 
+void vault_object_start(struct vault *vault)
+{
+	if (vault->pool != NULL)
+		pool_start(vault->pool);
+}
+
 void vault_object_settle(struct vault *vault)
 {
 	if (vault->pool != NULL)

@@ -107,13 +107,17 @@ void vault_object_path(char buf[36], const uint8_t object_id[OBJECT_ID_LEN]);
 
 /* Open (flags as open(2); O_CREAT creates the xx/ directory as needed) or remove an
  * object. Return an fd / 0, or -errno (-ENOENT: no such object). Removing moves the file
- * into objects/trash at once; the pool's thread empties it (its ciphertext freed as unlink
- * would) and keeps it in objects/free for vault_object_create to reuse, because on ext4
- * without a journal every new inode scans the inodes freed in the last minutes. A read-only
- * vault unlinks the file instead. vault_close() empties the trash before it returns. */
+ * into objects/trash at once; the pool empties it (its ciphertext freed as unlink would)
+ * and keeps it in objects/free for vault_object_create to reuse, because on ext4 without
+ * a journal every new inode scans the inodes freed in the last minutes. A read-only vault
+ * unlinks the file instead. vault_close() empties the trash before it returns. */
 int vault_object_open(struct vault *vault, const uint8_t object_id[OBJECT_ID_LEN], int flags);
 int vault_object_unlink(struct vault *vault, const uint8_t object_id[OBJECT_ID_LEN]);
-/* Wait until every object removed so far is emptied. */
+/* Empty removed objects on a thread from now on (a long-running user calls this after
+ * any fork: see pool_start); otherwise they wait for vault_object_settle or vault_close. */
+void vault_object_start(struct vault *vault);
+/* Wait until every object removed so far is emptied (on the caller's thread when none
+ * was started). */
 void vault_object_settle(struct vault *vault);
 
 /* The header the object of a regular file's record has in this vault. */

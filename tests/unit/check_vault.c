@@ -551,6 +551,7 @@ START_TEST(test_object_trash)
 
 	ck_assert_int_eq(vault_create(vault_dir, CRYPTO_XCHACHA20POLY1305, 0, keys, 0, 0), 0);
 	ck_assert_int_eq(vault_open(&vault, vault_dir, keys, 0), 0);
+	vault_object_start(vault);
 	for (int i = 0; i < 40; i++) {
 		fd = vault_object_create(vault, &rec);
 		ck_assert_int_ge(fd, 0);
@@ -568,7 +569,8 @@ START_TEST(test_object_trash)
 	ck_assert_uint_eq(bytes, 0);
 	ck_assert(!harness_dir_contains(vault_dir, marker, strlen(marker)));
 
-	/* A crash between the rename and the emptying. */
+	/* A crash between the rename and the emptying. An opener that does not start the
+	 * pool (it may not hold the vault's lock) leaves the trash alone... */
 	crypto_random(left, sizeof(left));
 	crypto_to_hex(name, sizeof(name), left, sizeof(left));
 	snprintf(full, sizeof(full), "%s/objects/trash/%s", vault_dir, name);
@@ -578,20 +580,28 @@ START_TEST(test_object_trash)
 	fclose(f);
 	ck_assert_int_eq(vault_open(&vault, vault_dir, keys, 0), 0);
 	vault_object_settle(vault);
+	vault_close(vault);
+	ck_assert_uint_eq(dir_files("trash", &bytes), 1);
+
+	/* ...the lock holder's start empties it, and its thread empties what it removes. */
+	ck_assert_int_eq(vault_open(&vault, vault_dir, keys, 0), 0);
+	vault_object_start(vault);
+	vault_object_settle(vault);
 	ck_assert_uint_eq(dir_files("trash", &bytes), 0);
 	ck_assert_uint_eq(pool_files(&bytes), pooled + 1);
 	ck_assert_uint_eq(bytes, 0);
 	ck_assert(!harness_dir_contains(vault_dir, marker, strlen(marker)));
-	vault_close(vault);
-
-	/* The same when the vault is closed before any thread ran. */
-	f = fopen(full, "w");
-	fputs(marker, f);
-	fclose(f);
-	ck_assert_int_eq(vault_open(&vault, vault_dir, keys, 0), 0);
-	vault_close(vault);
+	fd = vault_object_create(vault, &rec);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, marker, sizeof(marker), OBJECT_HEADER_LEN),
+			 (ssize_t)sizeof(marker));
+	close(fd);
+	ck_assert_int_eq(vault_object_unlink(vault, rec.object_id), 0);
+	for (int waited = 0; dir_files("trash", &bytes) > 0 && waited < 10000; waited += 10)
+		usleep(10000);
 	ck_assert_uint_eq(dir_files("trash", &bytes), 0);
 	ck_assert(!harness_dir_contains(vault_dir, marker, strlen(marker)));
+	vault_close(vault);
 }
 END_TEST
 
