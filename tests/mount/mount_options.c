@@ -341,6 +341,13 @@ START_TEST(test_daemonize)
 	fx.mounted = true; /* no child of ours: fixture_clear_dead_mount unmounts it */
 	ck_assert_int_eq(pattern_write_file(mnt_path("f"), 30000, 2), 0);
 	ck_assert_int_eq(pattern_verify_file(mnt_path("f"), 30000, 2), 0);
+	/* The daemon's threads survive its fork: a removed file's object is emptied while
+	 * it runs, not only when it exits. */
+	ck_assert_int_eq(pattern_write_file(mnt_path("gone"), 30000, 3), 0);
+	ck_assert_int_eq(unlink(mnt_path("gone")), 0);
+	for (int waited = 0; fixture_pool_bytes(&fx) > 0 && waited < 10000; waited += 20)
+		usleep(20000);
+	ck_assert_msg(fixture_pool_bytes(&fx) == 0, "a removed object still holds ciphertext");
 	fixture_clear_dead_mount(&fx);
 	fixture_mount(&fx);
 	ck_assert_int_eq(pattern_verify_file(mnt_path("f"), 30000, 2), 0);
