@@ -156,7 +156,7 @@ static void empty_one(struct pool *pool, const uint8_t id[OBJECT_ID_LEN])
 		pthread_mutex_unlock(&pool->lock);
 		return;
 	}
-	/* Left in the trash if even this fails: the next open empties it. */
+	/* Left in the trash if even this fails: the next pool_start() empties it. */
 	(void)unlinkat(pool->trash_fd, name, 0);
 }
 
