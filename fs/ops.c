@@ -16,7 +16,6 @@
 
 #define SCRATCH_SLOTS 3
 enum { SCRATCH_REPLY = 2 };
-/* Largest request the kernel may send: FUSE_MAX_MAX_PAGES is 256 pages. */
 
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;

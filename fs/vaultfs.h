@@ -50,7 +50,8 @@ struct vnode {
 };
 
 #define VFS_DEK_CACHE 8
-/* The largest READ and WRITE request the daemon takes, and its readahead window. */
+/* The largest READ and WRITE request the daemon takes (libfuse's FUSE_MAX_MAX_PAGES is 256
+ * pages), and its readahead window. */
 #define VFS_MAX_REQUEST (1024 * 1024)
 
 /* What the key agent's lease says about access to this mount (see gate.c, lease.c). */
