@@ -31,6 +31,8 @@
 #define OBJECT_RESERVE_BLOCKS 256
 /* Writes of at least this many bytes start their write-out at once (write-behind). */
 #define WRITE_BEHIND_MIN (256 * 1024)
+/* Aligned writes of at least this many bytes are sealed before the vnode lock is taken. */
+#define SEAL_EARLY_MIN (64 * 1024)
 /* No file may be larger: block indexes and offsets stay far from overflow. */
 #define FILE_SIZE_MAX (UINT64_C(1) << 52)
 
@@ -401,26 +403,16 @@ static int reserve_object_length(struct vfs *vfs, struct vnode *node, uint64_t e
 	return node_save(vfs, node);
 }
 
-/* Seal and write blocks [first, first + count) whose plaintext is in plain. */
-static int write_blocks(struct vfs *vfs, struct vnode *node, uint64_t first, uint64_t count,
-			const uint8_t *plain)
+/* Write blocks [first, first + count), already sealed into cipher. */
+static int write_sealed(struct vfs *vfs, struct vnode *node, uint64_t first, uint64_t count,
+			const uint8_t *cipher)
 {
-	uint8_t *cipher = scratch_get(SCRATCH_CIPHER, CHUNK_BLOCKS * vfs->stride);
 	size_t len = (size_t)count * vfs->stride;
 	int err;
 
-	if (!cipher)
-		return -ENOMEM;
 	node->changes++;
 	err = reserve_object_length(vfs, node,
 				    (uint64_t)object_block_offset(vfs->cipher, first + count));
-	if (!err)
-		err = take_budget(vfs, node, count);
-	if (err)
-		return err;
-	struct block_work work = { node->key, vfs->stride, first, cipher, (uint8_t *)plain,
-				   UINT64_MAX };
-	err = crew_run(vfs->crew, seal_slice, &work, count);
 	if (err)
 		return err;
 	ssize_t written = pwrite(node->object_fd, cipher, len,
@@ -433,6 +425,58 @@ static int write_blocks(struct vfs *vfs, struct vnode *node, uint64_t first, uin
 		(void)sync_file_range(node->object_fd, object_block_offset(vfs->cipher, first),
 				      (off_t)written, SYNC_FILE_RANGE_WRITE);
 	return (size_t)written == len ? 0 : -ENOSPC;
+}
+
+/* Seal and write blocks [first, first + count) whose plaintext is in plain. */
+static int write_blocks(struct vfs *vfs, struct vnode *node, uint64_t first, uint64_t count,
+			const uint8_t *plain)
+{
+	uint8_t *cipher = scratch_get(SCRATCH_CIPHER, CHUNK_BLOCKS * vfs->stride);
+	int err;
+
+	if (!cipher)
+		return -ENOMEM;
+	err = take_budget(vfs, node, count);
+	if (err)
+		return err;
+	struct block_work work = { node->key, vfs->stride, first, cipher, (uint8_t *)plain,
+				   UINT64_MAX };
+	err = crew_run(vfs->crew, seal_slice, &work, count);
+	if (err)
+		return err;
+	return write_sealed(vfs, node, first, count, cipher);
+}
+
+/*
+ * A large block-aligned write (one chunk) seals its blocks before do_write takes the vnode
+ * lock for the rest: the kernel keeps several WRITEs of a file in flight, and this way one
+ * is sealed while another writes its ciphertext. The nonce budget is taken first, under
+ * the lock (rule 1); the sealed blocks are used only if the file key is still the one they
+ * were sealed with (a rekey, a fresh key at the budget limit, a revocation or a last close
+ * may change it meanwhile: the write then seals again). Returns a reference to the key,
+ * with the ciphertext in the SCRATCH_CIPHER buffer, or NULL to seal under the lock.
+ */
+static struct object_key *seal_early(struct vfs *vfs, struct vnode *node, const uint8_t *in,
+				     uint64_t first, uint64_t count)
+{
+	uint8_t *cipher = scratch_get(SCRATCH_CIPHER, CHUNK_BLOCKS * vfs->stride);
+	struct object_key *key = NULL;
+
+	if (!cipher)
+		return NULL;
+	pthread_rwlock_wrlock(&node->lock);
+	if (!node->object_error && node->object_fd >= 0 && node->key &&
+	    take_budget(vfs, node, count) == 0 && node->key)
+		key = object_key_ref(node->key);
+	pthread_rwlock_unlock(&node->lock);
+	if (!key)
+		return NULL;
+	struct block_work work = { key, vfs->stride, first, cipher, (uint8_t *)in, UINT64_MAX };
+	if (crew_run(vfs->crew, seal_slice, &work, count) != 0) {
+		object_key_free(key);
+		return NULL;
+	}
+	return key;
 }
 
 /* Plaintext of block index as it is now: zeros for holes and blocks past the end. */
@@ -516,6 +560,11 @@ int do_write(struct vfs *vfs, struct vnode *node, const uint8_t *in, size_t size
 		return 0;
 	if (end > FILE_SIZE_MAX || end < start)
 		return -EFBIG;
+	struct object_key *sealed = NULL;
+	if (size >= SEAL_EARLY_MIN && size <= CHUNK_BLOCKS * OBJECT_BLOCK_SIZE &&
+	    start % OBJECT_BLOCK_SIZE == 0 && size % OBJECT_BLOCK_SIZE == 0)
+		sealed = seal_early(vfs, node, in, start / OBJECT_BLOCK_SIZE,
+				    size / OBJECT_BLOCK_SIZE);
 	pthread_rwlock_wrlock(&node->lock);
 	if (node->object_error || node->object_fd < 0) {
 		err = node->object_error ? node->object_error : -EBADF;
@@ -556,7 +605,11 @@ int do_write(struct vfs *vfs, struct vnode *node, const uint8_t *in, size_t size
 			if (err)
 				goto out_unlock;
 		}
-		err = write_blocks(vfs, node, chunk, count, source);
+		if (sealed && sealed == node->key)
+			err = write_sealed(vfs, node, chunk, count,
+					   scratch_get(SCRATCH_CIPHER, CHUNK_BLOCKS * vfs->stride));
+		else
+			err = write_blocks(vfs, node, chunk, count, source);
 		if (err)
 			goto out_failed;
 		uint32_t holes_before = node->rec.hole_count;
@@ -584,6 +637,7 @@ out_failed:
 	}
 out_unlock:
 	pthread_rwlock_unlock(&node->lock);
+	object_key_free(sealed);
 	return err;
 }
 

@@ -31,6 +31,7 @@ struct object_key {
 	struct crypto_aead_key *aead;
 	enum crypto_cipher cipher;
 	uint8_t ad_prefix[OBJECT_AD_PREFIX_LEN];
+	unsigned refs;                 /* atomic */
 };
 
 static bool cipher_known(uint32_t cipher)
@@ -118,15 +119,22 @@ int object_key_new(struct object_key **out, const struct object_header *header,
 		return ret;
 	}
 	key->cipher = header->cipher;
+	key->refs = 1;
 	memcpy(key->ad_prefix, ids, sizeof(ids));
 	put_le32(key->ad_prefix + sizeof(ids), header->key_version);
 	*out = key;
 	return 0;
 }
 
+struct object_key *object_key_ref(struct object_key *key)
+{
+	__atomic_add_fetch(&key->refs, 1, __ATOMIC_RELAXED);
+	return key;
+}
+
 void object_key_free(struct object_key *key)
 {
-	if (key == NULL)
+	if (key == NULL || __atomic_sub_fetch(&key->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
 	crypto_aead_key_free(key->aead);
 	free(key);

@@ -71,6 +71,9 @@ struct object_key;
  * -EINVAL, -ENOTSUP (cipher not runnable here). */
 int object_key_new(struct object_key **out, const struct object_header *header,
 		   const uint8_t dek[CRYPTO_KEY_LEN]) __attribute__((warn_unused_result));
+/* Another reference to key, for a thread that seals with it outside the lock that guards
+ * its owner; object_key_free() drops one and wipes the key with the last. */
+struct object_key *object_key_ref(struct object_key *key);
 void object_key_free(struct object_key *key);
 
 /* Encrypt one block: out receives object_block_stride() bytes, with a fresh random

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -429,6 +430,84 @@ START_TEST(test_nonce_budget_enforced)
 }
 END_TEST
 
+/* Several writers of one file at once, each rewriting its own 1 MiB region and syncing
+ * it (so that writeback has several WRITEs of the file in flight), under a limit of 1500
+ * encryptions per file key: the key changes many times while requests are being sealed.
+ * Every region must read back as its writer's last round, from a single object. */
+enum { RACE_WRITERS = 4, RACE_ROUNDS = 24, RACE_REGION = 1024 * 1024 };
+
+struct race_writer {
+	pthread_t thread;
+	int index;
+	int result;
+};
+
+/* Each round: write the region, sync it, and read it back from the daemon (O_DIRECT, past
+ * the page cache), so that a block written under a stale key fails that round. */
+static void *race_write(void *arg)
+{
+	struct race_writer *w = arg;
+	void *buf = NULL, *back = NULL;
+	w->result = -1;
+	int fd = open(mnt_path("raced"), O_WRONLY | O_CLOEXEC);
+	int direct = open(mnt_path("raced"), O_RDONLY | O_DIRECT | O_CLOEXEC);
+	if (fd < 0 || direct < 0 || (buf = malloc(RACE_REGION)) == NULL ||
+	    posix_memalign(&back, 4096, RACE_REGION) != 0)
+		goto out;
+	off_t at = (off_t)w->index * RACE_REGION;
+	for (int round = 1; round <= RACE_ROUNDS; round++) {
+		uint64_t seed = (uint64_t)(100 * w->index + round);
+		pattern_fill(buf, RACE_REGION, seed, (uint64_t)at);
+		if (pwrite(fd, buf, RACE_REGION, at) != RACE_REGION || fdatasync(fd) != 0 ||
+		    pread(direct, back, RACE_REGION, at) != RACE_REGION ||
+		    pattern_check(back, RACE_REGION, seed, (uint64_t)at) != -1)
+			goto out;
+	}
+	w->result = 0;
+out:
+	free(buf);
+	free(back);
+	if (fd >= 0)
+		close(fd);
+	if (direct >= 0)
+		close(direct);
+	return NULL;
+}
+
+START_TEST(test_concurrent_writers_across_key_changes)
+{
+	SKIP_IF_PLAIN();
+	fixture_unmount(&fx);
+	snprintf(fx.options, sizeof(fx.options), "budget_limit=1500");
+	fixture_mount(&fx);
+	ck_assert_int_eq(pattern_write_file(mnt_path("raced"), RACE_WRITERS * RACE_REGION, 1), 0);
+	struct race_writer writers[RACE_WRITERS];
+	for (int i = 0; i < RACE_WRITERS; i++) {
+		writers[i] = (struct race_writer){ .index = i };
+		ck_assert_int_eq(pthread_create(&writers[i].thread, NULL, race_write, &writers[i]), 0);
+	}
+	for (int i = 0; i < RACE_WRITERS; i++) {
+		pthread_join(writers[i].thread, NULL);
+		ck_assert_msg(writers[i].result == 0, "writer %d failed", i);
+	}
+	char ids[MAX_OBJECTS][FIXTURE_ID_HEX_LEN + 1];
+	for (int pass = 0; pass < 2; pass++) {
+		static uint8_t whole[RACE_WRITERS * RACE_REGION];
+		int fd = open(mnt_path("raced"), O_RDONLY | O_CLOEXEC);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(pread_full(fd, whole, sizeof(whole), 0), (ssize_t)sizeof(whole));
+		close(fd);
+		for (int i = 0; i < RACE_WRITERS; i++)
+			ck_assert_msg(pattern_check(whole + (size_t)i * RACE_REGION, RACE_REGION,
+						    (uint64_t)(100 * i + RACE_ROUNDS),
+						    (uint64_t)i * RACE_REGION) == -1,
+				      "region %d is not its writer's last round (pass %d)", i, pass);
+		ck_assert_int_eq(fixture_object_ids(&fx, ids, MAX_OBJECTS), 1);
+		fixture_remount(&fx);
+	}
+}
+END_TEST
+
 /* ---- confidentiality ---- */
 
 static char marker[40];
@@ -545,6 +624,7 @@ static Suite *integrity_suite(void)
 	tcase_add_checked_fixture(budget, fixture_setup, fixture_teardown);
 	tcase_set_timeout(budget, 60);
 	tcase_add_test(budget, test_nonce_budget_enforced);
+	tcase_add_test(budget, test_concurrent_writers_across_key_changes);
 	suite_add_tcase(suite, budget);
 
 	TCase *secrecy = tcase_create("confidentiality");
