@@ -1,7 +1,7 @@
 /*
  * The crew: a few helper threads that share the block encryption of one large request
- * with the thread serving it. A 1 MiB write is 256 AES-GCM seals, and one file's writes
- * are serialised by its vnode lock: without help, one core seals while the others idle.
+ * with the thread serving it. A 1 MiB write is 256 AES-GCM seals, and a 1 MiB read as
+ * many opens: without help, one core works while the others idle.
  *
  * crew_run() cuts the work into slices, queues all but the first, does the first itself
  * and then takes back any slice no helper has started, so a busy crew never makes a
