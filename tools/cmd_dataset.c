@@ -33,10 +33,8 @@ static int dataset_create(int argc, char *argv[])
 
 	if (wants_help(argc, argv))
 		return vaultctl_usage(synopsis, help);
-	if (argc != 2)
-		return vaultctl_usage_error(create_synopsis, argc < 2 ? "missing NAME: the new "
-					    "dataset's name" : "too many arguments: one NAME only");
-	status = vaultctl_check_dataset_name(create_synopsis, argv[1]);
+	status = vaultctl_one_dataset_name(create_synopsis, argc - 1, argv + 1,
+					   "the new dataset's name");
 	if (status != 0)
 		return status;
 	snprintf(request.name, sizeof(request.name), "%s", argv[1]);

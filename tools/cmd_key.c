@@ -55,10 +55,8 @@ static int key_rotate(int argc, char *argv[])
 
 	if (wants_help(argc, argv))
 		return vaultctl_usage(synopsis, help);
-	if (argc != 2)
-		return vaultctl_usage_error(rotate_synopsis, argc < 2 ? "missing NAME: the dataset "
-					    "whose key to rotate" : "too many arguments");
-	status = vaultctl_check_dataset_name(rotate_synopsis, argv[1]);
+	status = vaultctl_one_dataset_name(rotate_synopsis, argc - 1, argv + 1,
+					   "the dataset whose key to rotate");
 	if (status != 0)
 		return status;
 	snprintf(request.name, sizeof(request.name), "%s", argv[1]);
@@ -186,13 +184,11 @@ static int key_shred(int argc, char *argv[])
 						    argv[optind - 1]);
 		}
 	}
-	if (argc - optind != 1)
-		return vaultctl_usage_error(shred_synopsis, argc - optind < 1 ? "missing NAME: the "
-					    "dataset to shred" : "too many arguments: one NAME only");
-	name = argv[optind];
-	status = vaultctl_check_dataset_name(shred_synopsis, name);
+	status = vaultctl_one_dataset_name(shred_synopsis, argc - optind, argv + optind,
+					   "the dataset to shred");
 	if (status != 0)
 		return status;
+	name = argv[optind];
 	if (confirm != NULL) {
 		if (strcmp(confirm, name) != 0)
 			return vaultctl_usage_error(shred_synopsis, "--confirm '%s' does not repeat "

@@ -150,13 +150,11 @@ int cmd_rekey(int argc, char *argv[])
 			return vaultctl_usage_error(synopsis, "unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	if (argc - optind != 1)
-		return vaultctl_usage_error(synopsis, argc - optind < 1 ? "missing NAME: the dataset "
-					    "to rekey" : "too many arguments: one NAME only");
-	name = argv[optind];
-	status = vaultctl_check_dataset_name(synopsis, name);
+	status = vaultctl_one_dataset_name(synopsis, argc - optind, argv + optind,
+					   "the dataset to rekey");
 	if (status != 0)
 		return status;
+	name = argv[optind];
 
 	catch_signals();
 	status = ask(name, 0, &rekey, text, sizeof(text));

@@ -205,6 +205,16 @@ int vaultctl_check_dataset_name(const char *synopsis, const char *name)
 				    POLICY_NAME_MAX);
 }
 
+int vaultctl_one_dataset_name(const char *synopsis, int count, char *const *operands,
+			      const char *what)
+{
+	if (count < 1)
+		return vaultctl_usage_error(synopsis, "missing NAME: %s", what);
+	if (count > 1)
+		return vaultctl_usage_error(synopsis, "too many arguments: one NAME only");
+	return vaultctl_check_dataset_name(synopsis, operands[0]);
+}
+
 /* Whether the agent says it is sealed, asked on a connection that is still in step. */
 static bool agent_sealed(struct agent *agent)
 {

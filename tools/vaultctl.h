@@ -76,6 +76,10 @@ int vaultctl_agent_request(const struct protocol_message *request,
 /* vaultctl.c: whether name is a valid dataset name; prints the usage error otherwise
  * and returns VAULTCTL_EXIT_USAGE, else 0. */
 int vaultctl_check_dataset_name(const char *synopsis, const char *name);
+/* The same for the operands left after the options, which must be exactly one dataset
+ * NAME; what says what it names ("the dataset to rekey") in the "missing NAME" error. */
+int vaultctl_one_dataset_name(const char *synopsis, int count, char *const *operands,
+			      const char *what);
 
 /*
  * cmd_unlock.c: read a passphrase into secret memory (*out, from secret_alloc(), holding

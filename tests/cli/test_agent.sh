@@ -661,12 +661,21 @@ case_usage() {
 	expect_status 2
 	run mount b
 	expect_status 2
-	run rekey
-	expect_status 2
-	run rekey a b
-	expect_status 2
-	run rekey 'no good'
-	expect_status 2
+	# Every command taking one dataset NAME: none, two, and a bad one are usage errors.
+	for cmd in "dataset create" "key rotate" "key shred" "rekey"; do
+		# shellcheck disable=SC2086
+		run $cmd
+		expect_status 2
+		expect_err "missing NAME"
+		# shellcheck disable=SC2086
+		run $cmd a b
+		expect_status 2
+		expect_err "too many arguments: one NAME only"
+		# shellcheck disable=SC2086
+		run $cmd 'no good'
+		expect_status 2
+		expect_err "'no good' is not a dataset name"
+	done
 	run unlock --passphrase-fd x
 	expect_status 2
 }
