@@ -535,6 +535,16 @@ START_TEST(test_object_pool)
 }
 END_TEST
 
+/* A new object for rec holding text after its header. */
+static void create_with(struct vault *vault, struct meta_inode *rec, const char *text)
+{
+	int fd = vault_object_create(vault, rec);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, text, strlen(text), OBJECT_HEADER_LEN), (ssize_t)strlen(text));
+	close(fd);
+}
+
 /* A removal is a rename: the emptying happens behind it, and no removed ciphertext
  * outlives the vault's close, nor a crash (what is left in objects/trash is emptied by the
  * next open). */
@@ -547,17 +557,12 @@ START_TEST(test_object_trash)
 	struct vault *vault;
 	size_t bytes;
 	FILE *f;
-	int fd;
 
 	ck_assert_int_eq(vault_create(vault_dir, CRYPTO_XCHACHA20POLY1305, 0, keys, 0, 0), 0);
 	ck_assert_int_eq(vault_open(&vault, vault_dir, keys, 0), 0);
 	vault_object_start(vault);
 	for (int i = 0; i < 40; i++) {
-		fd = vault_object_create(vault, &rec);
-		ck_assert_int_ge(fd, 0);
-		ck_assert_int_eq(pwrite(fd, marker, sizeof(marker), OBJECT_HEADER_LEN),
-				 (ssize_t)sizeof(marker));
-		close(fd);
+		create_with(vault, &rec, marker);
 		ck_assert_int_eq(vault_object_unlink(vault, rec.object_id), 0);
 		ck_assert_int_eq(vault_object_open(vault, rec.object_id, O_RDONLY), -ENOENT);
 	}
@@ -591,11 +596,7 @@ START_TEST(test_object_trash)
 	ck_assert_uint_eq(pool_files(&bytes), pooled + 1);
 	ck_assert_uint_eq(bytes, 0);
 	ck_assert(!harness_dir_contains(vault_dir, marker, strlen(marker)));
-	fd = vault_object_create(vault, &rec);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(pwrite(fd, marker, sizeof(marker), OBJECT_HEADER_LEN),
-			 (ssize_t)sizeof(marker));
-	close(fd);
+	create_with(vault, &rec, marker);
 	ck_assert_int_eq(vault_object_unlink(vault, rec.object_id), 0);
 	for (int waited = 0; dir_files("trash", &bytes) > 0 && waited < 10000; waited += 10)
 		usleep(10000);
