@@ -307,6 +307,18 @@ static void create_dataset(const char *name)
 	protocol_message_release(&reply);
 }
 
+/* A lease on dataset name, which must be granted: its id. */
+static uint64_t lease(const char *name)
+{
+	struct protocol_message reply;
+	uint64_t id;
+
+	ck_assert_int_eq(call(PROTOCOL_LEASE, name, &reply), 0);
+	id = reply.lease_id;
+	protocol_message_release(&reply);
+	return id;
+}
+
 static bool has_version(const struct protocol_message *reply, uint32_t version)
 {
 	for (size_t i = 0; i < reply->key_count; i++)
@@ -432,9 +444,7 @@ START_TEST(test_renew_revoke_release)
 
 	start_agent();
 	create_dataset("cardio");
-	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
-	id = reply.lease_id;
-	protocol_message_release(&reply);
+	id = lease("cardio");
 	ck_assert_int_eq(renew(id, &reply), 0);
 	ck_assert_uint_eq(reply.ttl, 5);
 	ck_assert_uint_eq(reply.key_count, 1);
@@ -460,9 +470,7 @@ START_TEST(test_renew_revoke_release)
 	protocol_message_release(&reply);
 
 	/* Revoke one lease by id; the other stays. */
-	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
-	id = reply.lease_id;
-	protocol_message_release(&reply);
+	id = lease("cardio");
 	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
 	other = reply.lease_id;
 	protocol_message_release(&reply);
@@ -530,9 +538,7 @@ START_TEST(test_rotate_retire)
 
 	start_agent();
 	create_dataset("cardio");
-	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
-	id = reply.lease_id;
-	protocol_message_release(&reply);
+	id = lease("cardio");
 
 	/* Rotation needs the privilege, which root does not have here. */
 	ck_assert_int_eq(call(PROTOCOL_KEY_ROTATE, "cardio", &reply), -EACCES);
@@ -587,9 +593,7 @@ START_TEST(test_shred)
 	start_agent();
 	create_dataset("cardio");
 	create_dataset("scratch");
-	ck_assert_int_eq(call(PROTOCOL_LEASE, "scratch", &reply), 0);
-	id = reply.lease_id;
-	protocol_message_release(&reply);
+	id = lease("scratch");
 	ck_assert_int_eq(call(PROTOCOL_KEY_SHRED, "scratch", &reply), -EACCES);
 	protocol_message_release(&reply);
 	o = simple_as(KEYADMIN_UID, PROTOCOL_KEY_SHRED, "scratch");
@@ -1206,9 +1210,7 @@ START_TEST(test_rekey_online)
 
 	start_agent();
 	create_dataset("cardio");
-	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
-	id = reply.lease_id;
-	protocol_message_release(&reply);
+	id = lease("cardio");
 	ck_assert_uint_eq(simple_as(KEYADMIN_UID, PROTOCOL_KEY_ROTATE, "cardio").version, 2);
 
 	/* Mounted (a live lease): the mount is asked, through its next renewal. */
@@ -1224,9 +1226,7 @@ START_TEST(test_rekey_online)
 	ck_assert_uint_eq(reply.rekey.done, 0);
 	protocol_message_release(&reply);
 	/* Leases are not refused for an online run. */
-	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
-	request.lease_id = reply.lease_id;
-	protocol_message_release(&reply);
+	request.lease_id = lease("cardio");
 	ck_assert_int_eq(call_message(&request, &reply), 0);
 	protocol_message_release(&reply);
 

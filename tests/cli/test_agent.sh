@@ -341,14 +341,19 @@ wait_released() {
 	fail "the unmounted daemon did not release its lease"
 }
 
-case_rekey_offline() {
+# Dataset b, under the rekey test's roles, mounted on $dir/m and holding fill_files.
+mount_filled() {
 	keyfile_config "$rekey_role"
-	start_agent || return
+	start_agent || return 1
 	run dataset create b
 	mkdir "$dir/m"
 	run mount b "$dir/m"
-	wait_mount "$dir/m" present || { fail "mount failed: $err"; return; }
-	fill_files "$dir/m" || return
+	wait_mount "$dir/m" present || { fail "mount failed: $err"; return 1; }
+	fill_files "$dir/m"
+}
+
+case_rekey_offline() {
+	mount_filled || return
 	unmount "$dir/m"
 	wait_released 1
 	run_as "$KEK_UID" key rotate b
@@ -394,13 +399,7 @@ case_rekey_offline() {
 }
 
 case_rekey_online() {
-	keyfile_config "$rekey_role"
-	start_agent || return
-	run dataset create b
-	mkdir "$dir/m"
-	run mount b "$dir/m"
-	wait_mount "$dir/m" present || { fail "mount failed: $err"; return; }
-	fill_files "$dir/m" || return
+	mount_filled || return
 	run_as "$KEK_UID" key rotate b
 	expect_status 0
 	# Mounted: the mount's daemon does it, asked through its lease renewals.
