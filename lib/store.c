@@ -3,20 +3,40 @@
  * database per table of its schema, opened once at store_open; compaction by copy and
  * rename. This is the only file that includes <lmdb.h>; every LMDB result leaves it as 0
  * or -errno.
+ *
+ * A writable store maps its file writable (MDB_WRITEMAP): a commit writes its pages into
+ * the map, where a pwrite per page cost ten system calls per namespace change. LMDB then
+ * extends the file to the map size, so the map starts at STORE_MAP_INITIAL and doubles
+ * when half of it is used (see grow), up to the store's largest size. Changing a map
+ * needs no transaction of the process open: each transaction holds map_lock shared, a
+ * resize holds it exclusively. A resize never shrinks the file, which other processes
+ * may map further: it takes the size of the file when that is larger, under an flock of
+ * the store's directory that every open and resize takes.
  */
 #include "lib/store.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define STORE_MAX_READERS 256
+/* A new store's map, and the step its size is rounded up to. */
+#define STORE_MAP_INITIAL ((size_t)16 << 20)
+#define STORE_MAP_STEP ((size_t)1 << 20)
+/* How long a writer waits to grow the map while other transactions of the process end:
+ * briefly while half of it is still free (the next writer tries again), longer when
+ * it is three quarters full. */
+#define GROW_WAIT_MS 50
+#define GROW_WAIT_FULL_MS 2000
 
 /* Table names are on-disk format: never rename. */
 static const char *const table_names[STORE_TABLE_COUNT] = {
@@ -46,8 +66,17 @@ struct store {
 	MDB_dbi dbi[STORE_TABLE_COUNT];
 	bool read_only;
 	enum store_schema schema;
-	size_t map_size;
+	size_t map_max;   /* the largest the map may grow */
+	size_t map_size;  /* the map now (map_lock) */
+	size_t page_size;
 	char *dir;
+	int dir_fd;       /* flock'ed while this process sizes the file and its map */
+	/* Held shared by every transaction, exclusively to resize the map. */
+	pthread_rwlock_t map_lock;
+	/* A write transaction found the map full: grow before the next one. */
+	atomic_bool map_full;
+	/* A resize failed and the old map could not be restored either. */
+	bool broken;
 	/* Transactions begun and not yet ended: store_compact needs none. */
 	atomic_uint open_txns;
 };
@@ -110,6 +139,8 @@ static void txn_note_failure(struct store_txn *txn, int rc)
 {
 	if (rc == MDB_SUCCESS || rc == MDB_KEYEXIST || rc == MDB_NOTFOUND)
 		return;
+	if (rc == MDB_MAP_FULL)
+		atomic_store(&txn->store->map_full, true);
 	if (txn->write && txn->error == 0)
 		txn->error = store_errno(rc);
 }
@@ -173,18 +204,111 @@ static int dir_file_path(char *path, size_t size, const char *dir, const char *n
 	return 0;
 }
 
+static size_t round_up(size_t n, size_t step)
+{
+	return (n + step - 1) / step * step;
+}
+
+/* The map LMDB uses now, 0 if it cannot say. */
+static size_t env_map_size(MDB_env *env)
+{
+	MDB_envinfo info;
+
+	return mdb_env_info(env, &info) == MDB_SUCCESS ? info.me_mapsize : 0;
+}
+
+/*
+ * Resize the map to want, or to the size of the data file where that is larger (another
+ * process may map it further; with MDB_WRITEMAP LMDB truncates the file to the map).
+ * want 0 adopts the file's size. map_lock held exclusively. If LMDB cannot map the new
+ * size it gets the old one back; failing that the store refuses every transaction.
+ */
+static int resize_locked(struct store *store, size_t want)
+{
+	struct stat st;
+	int fd, ret;
+
+	if (flock(store->dir_fd, LOCK_EX) != 0)
+		return -errno;
+	ret = store_errno(mdb_env_get_fd(store->env, &fd));
+	if (ret == 0 && fstat(fd, &st) != 0)
+		ret = -errno;
+	if (ret == 0) {
+		size_t file = round_up((size_t)st.st_size, STORE_MAP_STEP);
+		ret = store_errno(mdb_env_set_mapsize(store->env, want > file ? want : file));
+		if (ret < 0 && mdb_env_set_mapsize(store->env, store->map_size) != MDB_SUCCESS)
+			store->broken = true;
+		store->map_size = env_map_size(store->env);
+	}
+	(void)flock(store->dir_fd, LOCK_UN);
+	return ret;
+}
+
+/* Take map_lock exclusively, waiting at most wait_ms for the process's transactions to
+ * end. Returns 0 or -EBUSY. Timed, because the caller may itself hold a transaction, or
+ * a lock that the holder of one waits for. */
+static int lock_map_exclusive(struct store *store, long wait_ms)
+{
+	struct timespec deadline;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += wait_ms / 1000;
+	deadline.tv_nsec += (wait_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	return pthread_rwlock_clockwrlock(&store->map_lock, CLOCK_MONOTONIC, &deadline) == 0
+		       ? 0
+		       : -EBUSY;
+}
+
+/*
+ * Before a write transaction: double the map once half of it is used (or a transaction
+ * found it full), so that the largest transaction the callers make, a few hundred
+ * records, always fits. If the process's other transactions do not end in time the map
+ * stays as it is and the next writer tries again.
+ */
+static void grow(struct store *store)
+{
+	MDB_envinfo info;
+
+	pthread_rwlock_rdlock(&store->map_lock);
+	size_t map = store->map_size;
+	int rc = mdb_env_info(store->env, &info);
+	pthread_rwlock_unlock(&store->map_lock);
+	if (rc != MDB_SUCCESS || map >= store->map_max)
+		return;
+	size_t used = ((size_t)info.me_last_pgno + 1) * store->page_size;
+	bool full = atomic_load(&store->map_full);
+	if (used <= map / 2 && !full)
+		return;
+	long wait_ms = full || used > map / 4 * 3 ? GROW_WAIT_FULL_MS : GROW_WAIT_MS;
+	if (lock_map_exclusive(store, wait_ms) < 0)
+		return;
+	if (store->map_size == map && !store->broken) {
+		size_t want = map < store->map_max / 2 ? map * 2 : store->map_max;
+		if (resize_locked(store, want) == 0)
+			atomic_store(&store->map_full, false);
+	}
+	pthread_rwlock_unlock(&store->map_lock);
+}
+
 /* Create and open store->env (the directory exists) and its tables. On failure
  * store->env is NULL. */
 static int env_open(struct store *store, unsigned flags)
 {
-	unsigned env_flags = MDB_NOSYNC | MDB_NOTLS;
+	/* Readers map read-only: only a writer's map may be written through. */
+	unsigned env_flags = MDB_NOSYNC | MDB_NOTLS | (store->read_only ? MDB_RDONLY
+									 : MDB_WRITEMAP);
 	unsigned table_count = (unsigned)schema_tables[store->schema].last -
 			       (unsigned)schema_tables[store->schema].first + 1;
+	size_t map = store->map_max < STORE_MAP_INITIAL ? store->map_max : STORE_MAP_INITIAL;
+	char path[4096];
 	struct stat st;
+	MDB_stat env_stat;
 	int ret, dead;
 
-	if (store->read_only)
-		env_flags |= MDB_RDONLY;
 	ret = store_errno(mdb_env_create(&store->env));
 	if (ret < 0) {
 		store->env = NULL;
@@ -196,27 +320,34 @@ static int env_open(struct store *store, unsigned flags)
 	ret = store_errno(mdb_env_set_maxreaders(store->env, STORE_MAX_READERS));
 	if (ret < 0)
 		goto out_env;
-	ret = store_errno(mdb_env_set_mapsize(store->env, store->map_size));
+	ret = dir_file_path(path, sizeof(path), store->dir, DATA_FILE);
 	if (ret < 0)
 		goto out_env;
-
-	if (!(flags & STORE_CREATE)) {
+	if (flock(store->dir_fd, LOCK_EX) != 0) {
+		ret = -errno;
+		goto out_env;
+	}
+	if (stat(path, &st) == 0) {
+		/* Never below the file: another process may map all of it. */
+		if (round_up((size_t)st.st_size, STORE_MAP_STEP) > map)
+			map = round_up((size_t)st.st_size, STORE_MAP_STEP);
+	} else if (errno != ENOENT || !(flags & STORE_CREATE)) {
 		/* Without STORE_CREATE an absent data file means "no store here", not a
 		 * fresh one: LMDB would otherwise create it in read-write mode. */
-		char path[4096];
-
-		ret = dir_file_path(path, sizeof(path), store->dir, DATA_FILE);
-		if (ret < 0)
-			goto out_env;
-		if (stat(path, &st) != 0) {
-			ret = -errno;
-			goto out_env;
-		}
+		ret = -errno;
 	}
-
-	ret = store_errno(mdb_env_open(store->env, store->dir, env_flags, 0600));
+	if (ret == 0)
+		ret = store_errno(mdb_env_set_mapsize(store->env, map));
+	if (ret == 0)
+		ret = store_errno(mdb_env_open(store->env, store->dir, env_flags, 0600));
+	(void)flock(store->dir_fd, LOCK_UN);
 	if (ret < 0)
 		goto out_env;
+	store->map_size = env_map_size(store->env);
+	ret = store_errno(mdb_env_stat(store->env, &env_stat));
+	if (ret < 0)
+		goto out_env;
+	store->page_size = env_stat.ms_psize;
 	/* Reader slots of killed processes would otherwise stay taken (MDB_NOTLS). */
 	if (!store->read_only)
 		(void)mdb_reader_check(store->env, &dead);
@@ -255,12 +386,22 @@ static int open_store(struct store **out, const char *dir, unsigned flags, size_
 		return -ENOMEM;
 	store->read_only = (flags & STORE_READ_ONLY) != 0;
 	store->schema = schema;
-	store->map_size = map_size;
+	store->map_max = map_size;
+	atomic_init(&store->map_full, false);
 	atomic_init(&store->open_txns, 0);
+	store->dir_fd = -1;
+	ret = -pthread_rwlock_init(&store->map_lock, NULL);
+	if (ret < 0)
+		goto out_free;
 	store->dir = strdup(dir);
 	if (store->dir == NULL) {
 		ret = -ENOMEM;
-		goto out_free;
+		goto out_free_lock;
+	}
+	store->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (store->dir_fd < 0) {
+		ret = -errno;
+		goto out_free_dir;
 	}
 	ret = env_open(store, flags);
 	if (ret < 0)
@@ -269,7 +410,11 @@ static int open_store(struct store **out, const char *dir, unsigned flags, size_
 	return 0;
 
 out_free_dir:
+	if (store->dir_fd >= 0)
+		close(store->dir_fd);
 	free(store->dir);
+out_free_lock:
+	pthread_rwlock_destroy(&store->map_lock);
 out_free:
 	free(store);
 	return ret;
@@ -297,6 +442,8 @@ void store_close(struct store *store)
 		return;
 	if (store->env != NULL)
 		mdb_env_close(store->env);
+	close(store->dir_fd);
+	pthread_rwlock_destroy(&store->map_lock);
 	free(store->dir);
 	free(store);
 }
@@ -395,8 +542,28 @@ int store_txn_begin(struct store *store, bool write, struct store_txn **out)
 		return -ENOMEM;
 	txn->store = store;
 	txn->write = write;
-	ret = store_errno(mdb_txn_begin(store->env, NULL, write ? 0 : MDB_RDONLY, &txn->txn));
+	if (write)
+		grow(store);
+	for (int tries = 0;; tries++) {
+		pthread_rwlock_rdlock(&store->map_lock);
+		int rc = store->broken ? MDB_PANIC
+				       : mdb_txn_begin(store->env, NULL, write ? 0 : MDB_RDONLY,
+						       &txn->txn);
+		ret = store_errno(rc);
+		if (rc != MDB_MAP_RESIZED || tries == 2)
+			break;
+		/* Another process grew the store beyond this process's map. */
+		pthread_rwlock_unlock(&store->map_lock);
+		ret = lock_map_exclusive(store, GROW_WAIT_FULL_MS);
+		if (ret < 0) {
+			free(txn);
+			return ret;
+		}
+		(void)resize_locked(store, 0);
+		pthread_rwlock_unlock(&store->map_lock);
+	}
 	if (ret < 0) {
+		pthread_rwlock_unlock(&store->map_lock);
 		free(txn);
 		return ret;
 	}
@@ -413,8 +580,12 @@ int store_txn_commit(struct store_txn *txn)
 		ret = txn->error;
 		mdb_txn_abort(txn->txn);
 	} else {
-		ret = store_errno(mdb_txn_commit(txn->txn));
+		int rc = mdb_txn_commit(txn->txn);
+		if (rc == MDB_MAP_FULL)
+			atomic_store(&txn->store->map_full, true);
+		ret = store_errno(rc);
 	}
+	pthread_rwlock_unlock(&txn->store->map_lock);
 	atomic_fetch_sub(&txn->store->open_txns, 1);
 	free(txn);
 	return ret;
@@ -425,6 +596,7 @@ void store_txn_abort(struct store_txn *txn)
 	if (txn == NULL)
 		return;
 	mdb_txn_abort(txn->txn);
+	pthread_rwlock_unlock(&txn->store->map_lock);
 	atomic_fetch_sub(&txn->store->open_txns, 1);
 	free(txn);
 }

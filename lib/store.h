@@ -8,9 +8,13 @@
  * Durability: commits do not fsync (MDB_NOSYNC); a killed process loses nothing that
  * was committed, and store_sync() makes every commit so far durable against power loss.
  *
+ * Size: a writable store's file is as large as its map, which starts small and doubles
+ * as the store fills, up to the size given at open; the file is sparse.
+ *
  * Threads: any number of read transactions at once from any threads; one write
  * transaction at a time (store_txn_begin for writing blocks until the previous commits).
- * A transaction is used by the thread that began it.
+ * A transaction is used by the thread that began it. A write transaction may wait a
+ * moment for the process's other transactions to end, to grow the map.
  */
 #ifndef VAULTFS_STORE_H
 #define VAULTFS_STORE_H
@@ -63,10 +67,10 @@ int store_open(struct store **out, const char *dir, unsigned flags)
 /* store_open with the given schema. */
 int store_open_schema(struct store **out, const char *dir, unsigned flags,
 		      enum store_schema schema) __attribute__((warn_unused_result));
-/* The map size store_open uses: the largest the store may grow (the file is sparse). */
+/* The largest store_open lets a store grow. */
 #define STORE_MAP_SIZE ((size_t)64 << 30)
-/* store_open with another map size (a multiple of the page size), for tests that need a
- * store to fill up. An existing store keeps at least the size it was last opened with. */
+/* store_open with another largest size (a multiple of the page size), for tests that
+ * need a store to fill up. A store whose file is already larger keeps its size. */
 int store_open_map_size(struct store **out, const char *dir, unsigned flags, size_t map_size)
 	__attribute__((warn_unused_result));
 /* Close; no transaction may be open. NULL is ignored. */

@@ -8,11 +8,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/harness.h"
@@ -345,6 +348,188 @@ START_TEST(test_map_full)
 }
 END_TEST
 
+/* Values of GROW_VALUE bytes, GROW_BATCH per commit: 1 MiB a commit. */
+enum { GROW_VALUE = 2048, GROW_BATCH = 512 };
+
+static struct store_slice grow_value(int i, uint8_t *buf)
+{
+	memset(buf, 'a' + i % 26, GROW_VALUE);
+	memcpy(buf, &i, sizeof(i));
+	return (struct store_slice){ buf, GROW_VALUE };
+}
+
+static struct store_slice grow_key(int i, char *buf)
+{
+	snprintf(buf, 32, "grow-%08d", i);
+	return str_slice(buf);
+}
+
+/* Commit values first..end-1 in batches. */
+static void grow_fill(struct store *store, int first, int end)
+{
+	uint8_t value[GROW_VALUE];
+	char key[32];
+
+	for (int i = first; i < end;) {
+		struct store_txn *txn;
+		ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+		for (int n = 0; n < GROW_BATCH && i < end; n++, i++)
+			ck_assert_int_eq(store_put(txn, STORE_INODES, grow_key(i, key),
+						   grow_value(i, value), 0), 0);
+		ck_assert_int_eq(store_txn_commit(txn), 0);
+	}
+}
+
+/* Whether value i reads back (in a transaction of its own). */
+static bool grow_reads(struct store *store, int i)
+{
+	uint8_t want[GROW_VALUE];
+	struct store_txn *txn;
+	struct store_slice val;
+	char key[32];
+	bool ok;
+
+	if (store_txn_begin(store, false, &txn) != 0)
+		return false;
+	ok = store_get(txn, STORE_INODES, grow_key(i, key), &val) == 0 &&
+	     val.len == GROW_VALUE && memcmp(val.data, grow_value(i, want).data, GROW_VALUE) == 0;
+	store_txn_abort(txn);
+	return ok;
+}
+
+static off_t data_file_size(void)
+{
+	char path[192];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/data.mdb", store_dir);
+	ck_assert_int_eq(stat(path, &st), 0);
+	return st.st_size;
+}
+
+/* The file starts small and grows with the store, however large it may become. */
+START_TEST(test_map_grows)
+{
+	enum { VALUES = 40 * GROW_BATCH };  /* 40 MiB of values */
+	struct store *store;
+
+	ck_assert_int_eq(store_open(&store, store_dir, STORE_CREATE), 0);
+	ck_assert_int_le(data_file_size(), 16 << 20);
+	grow_fill(store, 0, VALUES);
+	off_t grown = data_file_size();
+	ck_assert_int_gt(grown, 40 << 20);
+	ck_assert_int_le(grown, 512 << 20);  /* near what it holds, not the 64 GiB it may reach */
+	store_close(store);
+
+	ck_assert_int_eq(store_open(&store, store_dir, 0), 0);
+	ck_assert_int_eq(data_file_size(), grown);
+	for (int i = 0; i < VALUES; i += 97)
+		ck_assert(grow_reads(store, i));
+	ck_assert(grow_reads(store, VALUES - 1));
+	store_close(store);
+}
+END_TEST
+
+struct grow_reader {
+	pthread_t thread;
+	struct store *store;
+	atomic_bool *stop;
+	int reads, bad;
+};
+
+static void *grow_reader_run(void *arg)
+{
+	struct grow_reader *r = arg;
+
+	while (!atomic_load(r->stop)) {
+		r->bad += !grow_reads(r->store, r->reads % GROW_BATCH);
+		r->reads++;
+	}
+	return NULL;
+}
+
+/* Threads that read while the map is resized under them read right, and never from an
+ * unmapped old map. */
+START_TEST(test_map_grows_under_readers)
+{
+	struct grow_reader readers[3];
+	atomic_bool stop = false;
+	struct store *store;
+
+	ck_assert_int_eq(store_open(&store, store_dir, STORE_CREATE), 0);
+	grow_fill(store, 0, GROW_BATCH);
+	for (int i = 0; i < 3; i++) {
+		readers[i] = (struct grow_reader){ .store = store, .stop = &stop };
+		ck_assert_int_eq(pthread_create(&readers[i].thread, NULL, grow_reader_run,
+						&readers[i]), 0);
+	}
+	grow_fill(store, GROW_BATCH, 40 * GROW_BATCH);
+	atomic_store(&stop, true);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(pthread_join(readers[i].thread, NULL), 0);
+		ck_assert_int_gt(readers[i].reads, 0);
+		ck_assert_int_eq(readers[i].bad, 0);
+	}
+	ck_assert_int_gt(data_file_size(), 32 << 20);
+	store_close(store);
+}
+END_TEST
+
+/* Other processes: a reader that opened the store before it grew reads what was written
+ * beyond its map, and a writer that opens it later does not cut the file back under the
+ * process that grew it. */
+START_TEST(test_map_grows_across_processes)
+{
+	enum { BEFORE = GROW_BATCH, AFTER = 40 * GROW_BATCH };
+	int go[2], ready[2], status;
+	struct store *store;
+	char c;
+
+	ck_assert_int_eq(store_open(&store, store_dir, STORE_CREATE), 0);
+	grow_fill(store, 0, BEFORE);
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(ready), 0);
+	pid_t reader = fork();
+	ck_assert_int_ge(reader, 0);
+	if (reader == 0) {
+		struct store *mine;
+		if (store_open(&mine, store_dir, STORE_READ_ONLY) != 0 || !grow_reads(mine, 0))
+			_exit(2);
+		if (write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(3);
+		_exit(grow_reads(mine, AFTER - 1) && grow_reads(mine, 1) ? 0 : 1);
+	}
+	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	grow_fill(store, BEFORE, AFTER);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	ck_assert_int_eq(waitpid(reader, &status, 0), reader);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+
+	off_t grown = data_file_size();
+	pid_t writer = fork();
+	ck_assert_int_ge(writer, 0);
+	if (writer == 0) {
+		struct store *mine;
+		if (store_open(&mine, store_dir, 0) != 0)
+			_exit(2);
+		grow_fill(mine, AFTER, AFTER + 1);
+		store_close(mine);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(writer, &status, 0), writer);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	ck_assert_int_ge(data_file_size(), grown);
+	/* This process still reads and writes all of its map. */
+	ck_assert(grow_reads(store, AFTER - 1));
+	ck_assert(grow_reads(store, AFTER));
+	grow_fill(store, AFTER + 1, AFTER + GROW_BATCH);
+	ck_assert(grow_reads(store, AFTER + GROW_BATCH - 1));
+	store_close(store);
+}
+END_TEST
+
 START_TEST(test_corrupt_file)
 {
 	struct store *store;
@@ -546,6 +731,9 @@ int main(void)
 	tcase_add_test(tc, test_read_only);
 	tcase_add_test(tc, test_concurrent_readers);
 	tcase_add_test(tc, test_map_full);
+	tcase_add_test(tc, test_map_grows);
+	tcase_add_test(tc, test_map_grows_under_readers);
+	tcase_add_test(tc, test_map_grows_across_processes);
 	tcase_add_test(tc, test_corrupt_file);
 	tcase_add_test(tc, test_schemas);
 	tcase_add_test(tc, test_compact);
