@@ -1,8 +1,9 @@
 /*
  * Real-mount tests with several users on one allow_other mount: files get the creating
  * user's ids, mode bits are enforced between users (default_permissions), and two users
- * writing concurrently each read back exactly their own data. Without allow_other,
- * other users are kept out of the mount entirely.
+ * writing concurrently each read back exactly their own data; setuid and setgid are
+ * dropped where Linux drops them. Without allow_other, other users are kept out of the
+ * mount entirely.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -248,6 +249,77 @@ static int stat_root(void *arg)
 }
 
 /* Without allow_other the mount is its owner's alone, whatever the modes say. */
+static mode_t mode_of(const char *path)
+{
+	struct stat st;
+	ck_assert_int_eq(stat(path, &st), 0);
+	return st.st_mode & 07777;
+}
+
+/* A file of USER_A in the shared directory with mode (set after the owner). */
+static const char *owned_file(const char *name, mode_t mode)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", shared_dir(), name);
+	ck_assert_int_eq(pattern_write(path, 100, 1, false), 0);
+	ck_assert_int_eq(chown(path, USER_A, USER_A), 0);
+	ck_assert_int_eq(chmod(path, mode), 0);
+	return mnt_path("shared/%s", name);
+}
+
+static int write_some(void *arg)
+{
+	int fd = open(arg, O_WRONLY | O_CLOEXEC);
+	if (fd == -1)
+		return 40;
+	if (pwrite(fd, "more", 4, 100) != 4)
+		return 41;
+	return close(fd) == 0 ? 0 : 42;
+}
+
+static int truncate_it(void *arg)
+{
+	return truncate(arg, 10) == 0 ? 0 : 43;
+}
+
+/* Setuid and setgid go where Linux drops them: at a change of owner (setgid only with
+ * group execute), and at a write or truncate by a user without CAP_FSETID, whose
+ * modified program must not keep them. Root's write keeps them. */
+START_TEST(test_setuid_dropped)
+{
+	make_shared_dir();
+	const char *path = owned_file("chown", 06755);
+	ck_assert_int_eq(chown(path, USER_B, USER_B), 0);
+	ck_assert_uint_eq(mode_of(path), 0755);
+
+	path = owned_file("chown-sgid-noexec", 02745);
+	ck_assert_int_eq(chown(path, USER_B, USER_B), 0);
+	ck_assert_uint_eq(mode_of(path), 02745);
+
+	path = owned_file("chown-same", 06755);
+	ck_assert_int_eq(chown(path, (uid_t)-1, (gid_t)-1), 0);
+	ck_assert_uint_eq(mode_of(path), 0755);
+
+	path = owned_file("root-write", 06755);
+	ck_assert_int_eq(write_some((void *)path), 0);
+	ck_assert_uint_eq(mode_of(path), 06755);
+
+	path = owned_file("user-write", 06777);
+	ck_assert_int_eq(fixture_run_as(USER_A, USER_A, write_some, (void *)path), 0);
+	ck_assert_uint_eq(mode_of(path), 0777);
+
+	path = owned_file("user-truncate", 04777);
+	ck_assert_int_eq(fixture_run_as(USER_A, USER_A, truncate_it, (void *)path), 0);
+	ck_assert_uint_eq(mode_of(path), 0777);
+
+	/* What was dropped stays dropped after a remount. */
+	fixture_remount(&fx);
+	ck_assert_uint_eq(mode_of(mnt_path("shared/chown")), 0755);
+	ck_assert_uint_eq(mode_of(mnt_path("shared/user-write")), 0777);
+	ck_assert_uint_eq(mode_of(mnt_path("shared/root-write")), 06755);
+}
+END_TEST
+
 START_TEST(test_no_allow_other)
 {
 	SKIP_IF_PLAIN();
@@ -264,6 +336,7 @@ static Suite *users_suite(void)
 	tcase_add_test(shared, test_private_files);
 	tcase_add_test(shared, test_private_directory);
 	tcase_add_test(shared, test_concurrent_users);
+	tcase_add_test(shared, test_setuid_dropped);
 	suite_add_tcase(suite, shared);
 
 	TCase *owner_only = tcase_create("owner_only");
