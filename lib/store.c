@@ -77,8 +77,6 @@ struct store {
 	atomic_bool map_full;
 	/* A resize failed and the old map could not be restored either. */
 	bool broken;
-	/* Transactions begun and not yet ended: store_compact needs none. */
-	atomic_uint open_txns;
 };
 
 struct store_txn {
@@ -388,7 +386,6 @@ static int open_store(struct store **out, const char *dir, unsigned flags, size_
 	store->schema = schema;
 	store->map_max = map_size;
 	atomic_init(&store->map_full, false);
-	atomic_init(&store->open_txns, 0);
 	store->dir_fd = -1;
 	ret = -pthread_rwlock_init(&store->map_lock, NULL);
 	if (ret < 0)
@@ -493,17 +490,12 @@ static int compact_copy(struct store *store, const char *path)
 	return ret;
 }
 
-int store_compact(struct store *store)
+/* store_compact with map_lock held exclusively. */
+static int compact_locked(struct store *store)
 {
 	char data_path[4096], compact_path[4096];
 	int ret, reopen;
 
-	if (store->env == NULL)
-		return -EIO;
-	if (store->read_only)
-		return -EROFS;
-	if (atomic_load(&store->open_txns) != 0)
-		return -EBUSY;
 	ret = dir_file_path(data_path, sizeof(data_path), store->dir, DATA_FILE);
 	if (ret == 0)
 		ret = dir_file_path(compact_path, sizeof(compact_path), store->dir, COMPACT_FILE);
@@ -524,6 +516,20 @@ int store_compact(struct store *store)
 
 out_unlink:
 	unlink(compact_path);
+	return ret;
+}
+
+int store_compact(struct store *store)
+{
+	if (store->env == NULL)
+		return -EIO;
+	if (store->read_only)
+		return -EROFS;
+	/* An open transaction would be left pointing into the closed environment. */
+	if (pthread_rwlock_trywrlock(&store->map_lock) != 0)
+		return -EBUSY;
+	int ret = compact_locked(store);
+	pthread_rwlock_unlock(&store->map_lock);
 	return ret;
 }
 
@@ -567,7 +573,6 @@ int store_txn_begin(struct store *store, bool write, struct store_txn **out)
 		free(txn);
 		return ret;
 	}
-	atomic_fetch_add(&store->open_txns, 1);
 	*out = txn;
 	return 0;
 }
@@ -586,7 +591,6 @@ int store_txn_commit(struct store_txn *txn)
 		ret = store_errno(rc);
 	}
 	pthread_rwlock_unlock(&txn->store->map_lock);
-	atomic_fetch_sub(&txn->store->open_txns, 1);
 	free(txn);
 	return ret;
 }
@@ -597,7 +601,6 @@ void store_txn_abort(struct store_txn *txn)
 		return;
 	mdb_txn_abort(txn->txn);
 	pthread_rwlock_unlock(&txn->store->map_lock);
-	atomic_fetch_sub(&txn->store->open_txns, 1);
 	free(txn);
 }
 
