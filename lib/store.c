@@ -4,14 +4,20 @@
  * rename. This is the only file that includes <lmdb.h>; every LMDB result leaves it as 0
  * or -errno.
  *
- * A writable store maps its file writable (MDB_WRITEMAP): a commit writes its pages into
- * the map, where a pwrite per page cost ten system calls per namespace change. LMDB then
- * extends the file to the map size, so the map starts at STORE_MAP_INITIAL and doubles
- * when half of it is used (see grow), up to the store's largest size. Changing a map
- * needs no transaction of the process open: each transaction holds map_lock shared, a
- * resize holds it exclusively. A resize never shrinks the file, which other processes
- * may map further: it takes the size of the file when that is larger, under an flock of
- * the store's directory that every open and resize takes.
+ * A writable store on ext2/3/4 or tmpfs maps its file writable (MDB_WRITEMAP): a commit
+ * writes its pages into the map, where a pwrite per page cost ten system calls per
+ * namespace change. A page written through a map must never need a new block: on a full
+ * disk that is a SIGBUS, not an error. So the file is allocated (posix_fallocate) as far
+ * as the map reaches before LMDB maps it, and the map, which LMDB extends the file to,
+ * starts at STORE_MAP_INITIAL and grows by half once three quarters are used (see grow).
+ * When the disk has no room to grow, the map stays and a full map is -ENOSPC. On other
+ * file systems (copy-on-write, network), where an allocated block may still need space
+ * to be written, commits pwrite and the map is the store's largest size, as for readers.
+ *
+ * Changing a map needs no transaction of the process open: each transaction holds
+ * map_lock shared, a resize holds it exclusively. A resize never shrinks the file, which
+ * other processes may map further: it takes the size of the file when that is larger,
+ * under an flock of the store's directory that every open and resize takes.
  */
 #include "lib/store.h"
 
@@ -23,8 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,8 +41,8 @@
 #define STORE_MAP_INITIAL ((size_t)16 << 20)
 #define STORE_MAP_STEP ((size_t)1 << 20)
 /* How long a writer waits to grow the map while other transactions of the process end:
- * briefly while half of it is still free (the next writer tries again), longer when
- * it is three quarters full. */
+ * briefly while a quarter of it is still free (the next writer tries again), longer when
+ * it is seven eighths full. */
 #define GROW_WAIT_MS 50
 #define GROW_WAIT_FULL_MS 2000
 
@@ -69,6 +77,7 @@ struct store {
 	size_t map_max;   /* the largest the map may grow */
 	size_t map_size;  /* the map now (map_lock) */
 	size_t page_size;
+	bool writemap;    /* MDB_WRITEMAP, and the map grows */
 	char *dir;
 	int dir_fd;       /* flock'ed while this process sizes the file and its map */
 	/* Held shared by every transaction, exclusively to resize the map. */
@@ -218,8 +227,10 @@ static size_t env_map_size(MDB_env *env)
 /*
  * Resize the map to want, or to the size of the data file where that is larger (another
  * process may map it further; with MDB_WRITEMAP LMDB truncates the file to the map).
- * want 0 adopts the file's size. map_lock held exclusively. If LMDB cannot map the new
- * size it gets the old one back; failing that the store refuses every transaction.
+ * want 0 adopts the file's size. A writable map's file is allocated first: -ENOSPC, and
+ * the map as it was, when the disk has no room. map_lock held exclusively. If LMDB
+ * cannot map the new size it gets the old one back; failing that the store refuses
+ * every transaction.
  */
 static int resize_locked(struct store *store, size_t want)
 {
@@ -232,8 +243,11 @@ static int resize_locked(struct store *store, size_t want)
 	if (ret == 0 && fstat(fd, &st) != 0)
 		ret = -errno;
 	if (ret == 0) {
-		size_t file = round_up((size_t)st.st_size, STORE_MAP_STEP);
-		ret = store_errno(mdb_env_set_mapsize(store->env, want > file ? want : file));
+		size_t file = (size_t)st.st_size, size = want > file ? want : file;
+		if (store->writemap && size > file)
+			ret = -posix_fallocate(fd, 0, (off_t)size);
+		if (ret == 0)
+			ret = store_errno(mdb_env_set_mapsize(store->env, size));
 		if (ret < 0 && mdb_env_set_mapsize(store->env, store->map_size) != MDB_SUCCESS)
 			store->broken = true;
 		store->map_size = env_map_size(store->env);
@@ -262,15 +276,18 @@ static int lock_map_exclusive(struct store *store, long wait_ms)
 }
 
 /*
- * Before a write transaction: double the map once half of it is used (or a transaction
- * found it full), so that the largest transaction the callers make, a few hundred
- * records, always fits. If the process's other transactions do not end in time the map
- * stays as it is and the next writer tries again.
+ * Before a write transaction on a writable map: grow it by half once three quarters are
+ * used (or a transaction found it full), so that the largest transaction the callers
+ * make, a few hundred records, fits in what is left. If the process's other transactions
+ * do not end in time, or the disk has no room, the map stays as it is and the next
+ * writer tries again.
  */
 static void grow(struct store *store)
 {
 	MDB_envinfo info;
 
+	if (!store->writemap)
+		return;
 	pthread_rwlock_rdlock(&store->map_lock);
 	size_t map = store->map_size;
 	int rc = mdb_env_info(store->env, &info);
@@ -279,29 +296,63 @@ static void grow(struct store *store)
 		return;
 	size_t used = ((size_t)info.me_last_pgno + 1) * store->page_size;
 	bool full = atomic_load(&store->map_full);
-	if (used <= map / 2 && !full)
+	if (used <= map / 4 * 3 && !full)
 		return;
-	long wait_ms = full || used > map / 4 * 3 ? GROW_WAIT_FULL_MS : GROW_WAIT_MS;
+	long wait_ms = full || used > map / 8 * 7 ? GROW_WAIT_FULL_MS : GROW_WAIT_MS;
 	if (lock_map_exclusive(store, wait_ms) < 0)
 		return;
 	if (store->map_size == map && !store->broken) {
-		size_t want = map < store->map_max / 2 ? map * 2 : store->map_max;
+		size_t want = round_up(map + map / 2, STORE_MAP_STEP);
+		if (want > store->map_max)
+			want = store->map_max;
 		if (resize_locked(store, want) == 0)
 			atomic_store(&store->map_full, false);
 	}
 	pthread_rwlock_unlock(&store->map_lock);
 }
 
+/* Whether blocks once allocated on the file system of dir_fd stay writable without new
+ * space (ext2/3/4, tmpfs): only there may the map be written through. */
+static bool keeps_allocated_blocks(int dir_fd)
+{
+	struct statfs fs;
+
+	return fstatfs(dir_fd, &fs) == 0 &&
+	       (fs.f_type == EXT4_SUPER_MAGIC || fs.f_type == TMPFS_MAGIC);
+}
+
+/*
+ * Allocate the data file as far as the writable map reaches, before any transaction, so
+ * that no page written through the map needs a block later. On a full disk the map goes
+ * back to the file's size before the open, which is allocated already (every writable
+ * map allocates what it maps; LMDB without one wrote every page): the store reads, and a
+ * write that needs more room is -ENOSPC.
+ */
+static int allocate_map(struct store *store, size_t allocated)
+{
+	int fd, rc = mdb_env_get_fd(store->env, &fd);
+
+	if (rc != MDB_SUCCESS)
+		return store_errno(rc);
+	rc = posix_fallocate(fd, 0, (off_t)env_map_size(store->env));
+	if (rc != ENOSPC)
+		return -rc;
+	/* LMDB keeps at least the pages it uses. */
+	return store_errno(mdb_env_set_mapsize(store->env, allocated));
+}
+
 /* Create and open store->env (the directory exists) and its tables. On failure
  * store->env is NULL. */
 static int env_open(struct store *store, unsigned flags)
 {
+	store->writemap = !store->read_only && keeps_allocated_blocks(store->dir_fd);
 	/* Readers map read-only: only a writer's map may be written through. */
-	unsigned env_flags = MDB_NOSYNC | MDB_NOTLS | (store->read_only ? MDB_RDONLY
-									 : MDB_WRITEMAP);
+	unsigned env_flags = MDB_NOSYNC | MDB_NOTLS |
+			     (store->read_only ? MDB_RDONLY : store->writemap ? MDB_WRITEMAP : 0);
 	unsigned table_count = (unsigned)schema_tables[store->schema].last -
 			       (unsigned)schema_tables[store->schema].first + 1;
-	size_t map = store->map_max < STORE_MAP_INITIAL ? store->map_max : STORE_MAP_INITIAL;
+	size_t map = store->writemap && store->map_max > STORE_MAP_INITIAL ? STORE_MAP_INITIAL
+									  : store->map_max;
 	char path[4096];
 	struct stat st;
 	MDB_stat env_stat;
@@ -329,7 +380,9 @@ static int env_open(struct store *store, unsigned flags)
 		/* Never below the file: another process may map all of it. */
 		if (round_up((size_t)st.st_size, STORE_MAP_STEP) > map)
 			map = round_up((size_t)st.st_size, STORE_MAP_STEP);
-	} else if (errno != ENOENT || !(flags & STORE_CREATE)) {
+	} else if (errno == ENOENT && (flags & STORE_CREATE)) {
+		st.st_size = 0;
+	} else {
 		/* Without STORE_CREATE an absent data file means "no store here", not a
 		 * fresh one: LMDB would otherwise create it in read-write mode. */
 		ret = -errno;
@@ -338,6 +391,8 @@ static int env_open(struct store *store, unsigned flags)
 		ret = store_errno(mdb_env_set_mapsize(store->env, map));
 	if (ret == 0)
 		ret = store_errno(mdb_env_open(store->env, store->dir, env_flags, 0600));
+	if (ret == 0 && store->writemap)
+		ret = allocate_map(store, (size_t)st.st_size);
 	(void)flock(store->dir_fd, LOCK_UN);
 	if (ret < 0)
 		goto out_env;

@@ -8,8 +8,9 @@
  * Durability: commits do not fsync (MDB_NOSYNC); a killed process loses nothing that
  * was committed, and store_sync() makes every commit so far durable against power loss.
  *
- * Size: a writable store's file is as large as its map, which starts small and doubles
- * as the store fills, up to the size given at open; the file is sparse.
+ * Size: on ext2/3/4 and tmpfs a writable store's file is allocated as far as its map
+ * reaches, which starts at 16 MiB and grows by half as the store fills, up to the size
+ * given at open; when the disk has no room a write that needs more is -ENOSPC.
  *
  * Threads: any number of read transactions at once from any threads; one write
  * transaction at a time (store_txn_begin for writing blocks until the previous commits).

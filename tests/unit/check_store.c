@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -530,6 +532,68 @@ START_TEST(test_map_grows_across_processes)
 }
 END_TEST
 
+/* Fill the file system of dir: write path until it is refused. */
+static void fill_disk(const char *path)
+{
+	static char chunk[1 << 16];
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	while (write(fd, chunk, sizeof(chunk)) > 0)
+		;
+	ck_assert_int_eq(errno, ENOSPC);
+	close(fd);
+}
+
+/* On a full disk a write is -ENOSPC, not a SIGBUS through the writable map that ends the
+ * process; the store reads and reopens meanwhile, and writes again once there is room.
+ * In a 40 MiB tmpfs of a private mount namespace, so nothing is left mounted. */
+START_TEST(test_disk_full)
+{
+	char small[160], dir[192], filler[192];
+	struct store *store;
+	int ret = 0, i;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "skip %s: mounting a small tmpfs needs root\n", __func__);
+		return;
+	}
+	ck_assert_int_eq(unshare(CLONE_NEWNS), 0);
+	ck_assert_int_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+	snprintf(small, sizeof(small), "%s/small", test_dir);
+	snprintf(dir, sizeof(dir), "%s/meta", small);
+	snprintf(filler, sizeof(filler), "%s/filler", small);
+	ck_assert_int_eq(mkdir(small, 0700), 0);
+	ck_assert_int_eq(mount("tmpfs", small, "tmpfs", 0, "size=40m"), 0);
+
+	ck_assert_int_eq(store_open(&store, dir, STORE_CREATE), 0);
+	fill_disk(filler);
+	for (i = 0; ret == 0 && i < 100000; i++) {
+		uint8_t value[GROW_VALUE];
+		struct store_txn *txn;
+		char key[32];
+		ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+		ret = store_put(txn, STORE_INODES, grow_key(i, key), grow_value(i, value), 0);
+		int committed = store_txn_commit(txn);
+		if (ret == 0)
+			ret = committed;
+	}
+	ck_assert_int_eq(ret, -ENOSPC);
+	int stored = i - 1;
+	ck_assert_int_gt(stored, 1000);
+	ck_assert(grow_reads(store, 0));
+	ck_assert(grow_reads(store, stored - 1));
+	store_close(store);
+	ck_assert_int_eq(store_open(&store, dir, 0), 0);
+	ck_assert(grow_reads(store, stored - 1));
+
+	ck_assert_int_eq(unlink(filler), 0);
+	grow_fill(store, stored, stored + 4 * GROW_BATCH);
+	ck_assert(grow_reads(store, stored + 4 * GROW_BATCH - 1));
+	store_close(store);
+	ck_assert_int_eq(umount(small), 0);
+}
+END_TEST
+
 START_TEST(test_corrupt_file)
 {
 	struct store *store;
@@ -734,6 +798,7 @@ int main(void)
 	tcase_add_test(tc, test_map_grows);
 	tcase_add_test(tc, test_map_grows_under_readers);
 	tcase_add_test(tc, test_map_grows_across_processes);
+	tcase_add_test(tc, test_disk_full);
 	tcase_add_test(tc, test_corrupt_file);
 	tcase_add_test(tc, test_schemas);
 	tcase_add_test(tc, test_compact);
