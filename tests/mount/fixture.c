@@ -415,7 +415,7 @@ uint64_t fixture_disk_usage(const char *dir)
 	return usage_sum;
 }
 
-int fixture_run_as(uid_t uid, gid_t gid, int (*fn)(void *arg), void *arg)
+pid_t fixture_start_as(uid_t uid, gid_t gid, int (*fn)(void *arg), void *arg)
 {
 	fflush(NULL);
 	pid_t pid = fork();
@@ -432,11 +432,23 @@ int fixture_run_as(uid_t uid, gid_t gid, int (*fn)(void *arg), void *arg)
 		fflush(NULL);
 		_exit(result);
 	}
+	return pid;
+}
+
+int fixture_wait_as(pid_t pid)
+{
 	int status;
+	if (pid < 0)
+		return pid;
 	while (waitpid(pid, &status, 0) == -1)
 		if (errno != EINTR)
 			return -errno;
 	return fixture_decode_status(status);
+}
+
+int fixture_run_as(uid_t uid, gid_t gid, int (*fn)(void *arg), void *arg)
+{
+	return fixture_wait_as(fixture_start_as(uid, gid, fn, arg));
 }
 
 char *fixture_read_text(const char *path, size_t *len)

@@ -116,6 +116,11 @@ int fixture_spawn(const char *const argv[], const char *output, int timeout_ms);
  * fn(arg) as its exit status. Returns that status, or 128 + signal. fn must not use
  * ck_assert (it runs in another process): print why and return non-zero instead. */
 int fixture_run_as(uid_t uid, gid_t gid, int (*fn)(void *arg), void *arg);
+/* fixture_run_as in two halves, to run several users at once: the child's pid (or
+ * -errno), and its status. Fork from one thread only: a child forked while another
+ * thread of the test allocates can inherit the allocator's lock held (ASan). */
+pid_t fixture_start_as(uid_t uid, gid_t gid, int (*fn)(void *arg), void *arg);
+int fixture_wait_as(pid_t pid);
 
 /* Bytes in the daemon log of f so far. */
 size_t fixture_log_length(const struct fixture *f);

@@ -203,40 +203,31 @@ static int concurrent_user(void *arg)
 	return result;
 }
 
-struct user_run {
-	pthread_t thread;
-	uid_t uid;
-	int status;
-};
-
-static void *run_user(void *arg)
-{
-	struct user_run *run = arg;
-	run->status = fixture_run_as(run->uid, run->uid, concurrent_user, NULL);
-	return NULL;
-}
-
 START_TEST(test_concurrent_users)
 {
+	const uid_t uids[2] = { USER_A, USER_B };
+	pid_t pids[2];
+
 	make_shared_dir();
-	struct user_run runs[2] = { { .uid = USER_A }, { .uid = USER_B } };
-	for (int i = 0; i < 2; i++)
-		ck_assert_int_eq(pthread_create(&runs[i].thread, NULL, run_user, &runs[i]), 0);
-	for (int i = 0; i < 2; i++)
-		pthread_join(runs[i].thread, NULL);
-	ck_assert_msg(runs[0].status == 0, "uid %d: status %d", USER_A, runs[0].status);
-	ck_assert_msg(runs[1].status == 0, "uid %d: status %d", USER_B, runs[1].status);
+	for (int u = 0; u < 2; u++) {
+		pids[u] = fixture_start_as(uids[u], uids[u], concurrent_user, NULL);
+		ck_assert_int_gt(pids[u], 0);
+	}
+	for (int u = 0; u < 2; u++) {
+		int status = fixture_wait_as(pids[u]);
+		ck_assert_msg(status == 0, "uid %u: status %d", (unsigned)uids[u], status);
+	}
 	fixture_remount(&fx);
 	for (int u = 0; u < 2; u++)
 		for (int t = 0; t < THREADS; t++)
 			for (int i = 0; i < FILES_PER_THREAD; i++) {
-				const char *path = mnt_path("shared/u%u-t%d-f%d", (unsigned)runs[u].uid, t, i);
-				uint64_t seed = (uint64_t)runs[u].uid * 1000 + (uint64_t)t * 100 + (uint64_t)i;
+				const char *path = mnt_path("shared/u%u-t%d-f%d", (unsigned)uids[u], t, i);
+				uint64_t seed = (uint64_t)uids[u] * 1000 + (uint64_t)t * 100 + (uint64_t)i;
 				ck_assert_msg(pattern_verify_file(path, FILE_SIZE + (size_t)i * 777, seed) == 0,
 					      "%s after remount", path);
 				struct stat st;
 				ck_assert_int_eq(stat(path, &st), 0);
-				ck_assert_int_eq(st.st_uid, runs[u].uid);
+				ck_assert_int_eq(st.st_uid, uids[u]);
 			}
 }
 END_TEST
@@ -248,7 +239,6 @@ static int stat_root(void *arg)
 	return stat(fx.mnt, &st) == -1 && errno == EACCES ? 0 : 70;
 }
 
-/* Without allow_other the mount is its owner's alone, whatever the modes say. */
 static mode_t mode_of(const char *path)
 {
 	struct stat st;
@@ -320,6 +310,7 @@ START_TEST(test_setuid_dropped)
 }
 END_TEST
 
+/* Without allow_other the mount is its owner's alone, whatever the modes say. */
 START_TEST(test_no_allow_other)
 {
 	SKIP_IF_PLAIN();
