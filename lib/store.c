@@ -8,8 +8,9 @@
  * writes its pages into the map, where a pwrite per page cost ten system calls per
  * namespace change. A page written through a map must never need a new block: on a full
  * disk that is a SIGBUS, not an error. So the file is allocated (posix_fallocate) as far
- * as the map reaches before LMDB maps it, and the map, which LMDB extends the file to,
- * starts at STORE_MAP_INITIAL and grows by half once three quarters are used (see grow).
+ * as the map reaches before any page of it is written, and the map, which LMDB extends
+ * the file to, starts at STORE_MAP_INITIAL and grows by half once three quarters are
+ * used (see grow).
  * When the disk has no room to grow, the map stays and a full map is -ENOSPC. On other
  * file systems (copy-on-write, network), where an allocated block may still need space
  * to be written, commits pwrite and the map is the store's largest size, as for readers.

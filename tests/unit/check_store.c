@@ -1,7 +1,8 @@
 /*
  * Unit tests of the metadata store: what meta.c and the keystore rely on from LMDB, seen
  * through the store contract (errors as -errno, key order, persistence, read-only, map
- * full, schemas, compaction that leaves no freed bytes in the files).
+ * full, a map that grows under readers and other processes, a full disk, schemas,
+ * compaction that leaves no freed bytes in the files).
  */
 #include "lib/store.h"
 
@@ -9,12 +10,12 @@
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
