@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "lib/agent.h"
+#include "lib/clock.h"
 #include "lib/keysource.h"
 #include "lib/log.h"
 #include "lib/secret.h"
@@ -280,10 +281,7 @@ static void *renewer(void *arg)
 		long left_ms = until_ms(&lease->expires);
 		if (left_ms < (long)interval_ms)
 			interval_ms = left_ms > 50 ? (unsigned)left_ms : 50;
-		clock_gettime(CLOCK_REALTIME, &deadline);
-		deadline.tv_nsec += (long)interval_ms * 1000000L;
-		deadline.tv_sec += deadline.tv_nsec / 1000000000L;
-		deadline.tv_nsec %= 1000000000L;
+		clock_after_ms(CLOCK_REALTIME, (long)interval_ms, &deadline);
 		pthread_cond_timedwait(&lease->wake, &lease->lock, &deadline);
 		if (lease->stop)
 			break;

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "lib/extent.h"
 #include "lib/keysource.h"
 #include "lib/log.h"
@@ -728,17 +729,6 @@ void node_fill_stat(const struct vfs *vfs, const struct meta_inode *rec, struct 
 	(void)vfs;
 }
 
-static void deadline_after(struct timespec *deadline, long ms)
-{
-	clock_gettime(CLOCK_REALTIME, deadline);
-	deadline->tv_sec += ms / 1000;
-	deadline->tv_nsec += (ms % 1000) * 1000000L;
-	if (deadline->tv_nsec >= 1000000000L) {
-		deadline->tv_sec++;
-		deadline->tv_nsec -= 1000000000L;
-	}
-}
-
 static bool passed(const struct timespec *deadline)
 {
 	struct timespec now;
@@ -758,12 +748,12 @@ static void *flusher_main(void *arg)
 	struct vfs *vfs = arg;
 	struct timespec periodic, soon;
 
-	deadline_after(&periodic, FLUSH_INTERVAL_SECONDS * 1000L);
+	clock_after_ms(CLOCK_REALTIME, FLUSH_INTERVAL_SECONDS * 1000L, &periodic);
 	pthread_mutex_lock(&vfs->flusher_lock);
 	while (!vfs->flusher_stop) {
 		bool saving = vfs->save_count > 0;
 		if (saving)
-			deadline_after(&soon, SAVE_DELAY_MS);
+			clock_after_ms(CLOCK_REALTIME, SAVE_DELAY_MS, &soon);
 		/* While waiting out the short delay, further closes only join the queue. */
 		while (!vfs->flusher_stop && !passed(saving ? &soon : &periodic) &&
 		       (saving || vfs->save_count == 0))
@@ -782,7 +772,7 @@ static void *flusher_main(void *arg)
 			if (err)
 				log_error("periodic metadata flush failed: %s", strerror(-err));
 			pthread_mutex_lock(&vfs->flusher_lock);
-			deadline_after(&periodic, FLUSH_INTERVAL_SECONDS * 1000L);
+			clock_after_ms(CLOCK_REALTIME, FLUSH_INTERVAL_SECONDS * 1000L, &periodic);
 		}
 	}
 	/* Whatever is still queued keeps a pin: store it and let it go. */

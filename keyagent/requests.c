@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "lib/crypto.h"
 #include "lib/keysource.h"
 #include "lib/keystore.h"
@@ -228,13 +229,7 @@ static int do_unlock(struct request *r)
 					 in->secret_len, &kek);
 	if (err == -EKEYREJECTED) {
 		/* No faster than one guess per back-off over the socket. */
-		clock_gettime(CLOCK_MONOTONIC, &agent->unlock_after);
-		agent->unlock_after.tv_sec += KEYAGENT_UNLOCK_BACKOFF_MS / 1000;
-		agent->unlock_after.tv_nsec += (long)(KEYAGENT_UNLOCK_BACKOFF_MS % 1000) * 1000000L;
-		if (agent->unlock_after.tv_nsec >= 1000000000L) {
-			agent->unlock_after.tv_sec++;
-			agent->unlock_after.tv_nsec -= 1000000000L;
-		}
+		clock_after_ms(CLOCK_MONOTONIC, KEYAGENT_UNLOCK_BACKOFF_MS, &agent->unlock_after);
 		return fail(r, -EKEYREJECTED, "wrong passphrase: try again");
 	}
 	if (err)

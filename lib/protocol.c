@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "lib/bytes.h"
+#include "lib/clock.h"
 #include "lib/secret.h"
 
 #define BODY_HEAD_LEN 8     /* version u16, type u16, request id u32 */
@@ -699,15 +700,7 @@ struct deadline {
 static void deadline_start(struct deadline *d, int timeout_ms)
 {
 	d->none = timeout_ms < 0;
-	clock_gettime(CLOCK_MONOTONIC, &d->at);
-	if (d->none)
-		return;
-	d->at.tv_sec += timeout_ms / 1000;
-	d->at.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (d->at.tv_nsec >= 1000000000L) {
-		d->at.tv_sec++;
-		d->at.tv_nsec -= 1000000000L;
-	}
+	clock_after_ms(CLOCK_MONOTONIC, d->none ? 0 : timeout_ms, &d->at);
 }
 
 /* Milliseconds left, rounded up so poll() never spins on a sub-millisecond rest. */

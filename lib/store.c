@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
+
 #define STORE_MAX_READERS 256
 /* A new store's map, and the step its size is rounded up to. */
 #define STORE_MAP_INITIAL ((size_t)16 << 20)
@@ -264,13 +266,7 @@ static int lock_map_exclusive(struct store *store, long wait_ms)
 {
 	struct timespec deadline;
 
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += wait_ms / 1000;
-	deadline.tv_nsec += (wait_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
+	clock_after_ms(CLOCK_MONOTONIC, wait_ms, &deadline);
 	return pthread_rwlock_clockwrlock(&store->map_lock, CLOCK_MONOTONIC, &deadline) == 0
 		       ? 0
 		       : -EBUSY;
