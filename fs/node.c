@@ -365,25 +365,30 @@ void node_forget(struct vfs *vfs, uint64_t ino, uint64_t nlookup)
 	node_put(vfs, node);
 }
 
-int node_save(struct vfs *vfs, struct vnode *node)
+/* Store the records of count locked vnodes in one commit. */
+static int save_batch(struct vfs *vfs, struct vnode **nodes, size_t count)
 {
 	struct meta_txn *txn;
 	int err;
 
-	if (node->removed)
-		return 0;
 	err = meta_txn_begin(vfs->vault->meta, true, &txn);
 	if (err)
 		return err;
-	err = meta_inode_put(txn, &node->rec);
+	for (size_t i = 0; i < count && !err; i++)
+		err = meta_inode_put(txn, &nodes[i]->rec);
 	if (err) {
 		meta_txn_abort(txn);
 		return err;
 	}
 	err = meta_txn_commit(txn);
-	if (!err)
-		node->dirty = false;
+	for (size_t i = 0; i < count && !err; i++)
+		nodes[i]->dirty = false;
 	return err;
+}
+
+int node_save(struct vfs *vfs, struct vnode *node)
+{
+	return node->removed ? 0 : save_batch(vfs, &node, 1);
 }
 
 int node_drop_object(struct vfs *vfs, struct vnode *node)
@@ -512,27 +517,6 @@ static struct vnode **pin_dirty(struct vfs *vfs, size_t *count)
 out_unlock:
 	pthread_mutex_unlock(&vfs->table_lock);
 	return dirty;
-}
-
-/* Store the records of count locked vnodes in one commit. */
-static int save_batch(struct vfs *vfs, struct vnode **nodes, size_t count)
-{
-	struct meta_txn *txn;
-	int err;
-
-	err = meta_txn_begin(vfs->vault->meta, true, &txn);
-	if (err)
-		return err;
-	for (size_t i = 0; i < count && !err; i++)
-		err = meta_inode_put(txn, &nodes[i]->rec);
-	if (err) {
-		meta_txn_abort(txn);
-		return err;
-	}
-	err = meta_txn_commit(txn);
-	for (size_t i = 0; i < count && !err; i++)
-		nodes[i]->dirty = false;
-	return err;
 }
 
 /*

@@ -249,10 +249,12 @@ static int resize_locked(struct store *store, size_t want)
 		size_t file = (size_t)st.st_size, size = want > file ? want : file;
 		if (store->writemap && size > file)
 			ret = -posix_fallocate(fd, 0, (off_t)size);
-		if (ret == 0)
+		if (ret == 0) {
 			ret = store_errno(mdb_env_set_mapsize(store->env, size));
-		if (ret < 0 && mdb_env_set_mapsize(store->env, store->map_size) != MDB_SUCCESS)
-			store->broken = true;
+			if (ret < 0 &&
+			    mdb_env_set_mapsize(store->env, store->map_size) != MDB_SUCCESS)
+				store->broken = true;
+		}
 		store->map_size = env_map_size(store->env);
 	}
 	(void)flock(store->dir_fd, LOCK_UN);
