@@ -31,7 +31,22 @@ WORKLOADS = [
 ]
 DATA_WORKLOADS = ["seq_write", "seq_read", "mmap_read", "rand_read", "rand_write",
                   "ckpt_write", "ckpt_read"]
+# The performance goals of issue 3, as (workload, reference, minimum same-run ratio):
+# "best_peer" is the faster of gocryptfs and securefs on that workload. Called goals here,
+# since "target" in this harness means a mounted file system.
+GOALS = [
+    ("seq_write", "best_peer", 2.0), ("seq_write", "passthrough", 0.8),
+    ("ckpt_write", "best_peer", 2.0), ("ckpt_write", "passthrough", 0.8),
+    ("seq_read", "best_peer", 1.5), ("seq_read", "passthrough", 0.8),
+    ("rand_read", "best_peer", 1.2), ("rand_write", "best_peer", 1.2),
+    ("tree_untar", "best_peer", 1.5), ("tree_stat", "best_peer", 1.5),
+    ("tree_rm", "best_peer", 1.5), ("mmap_read", "passthrough", 0.8),
+]
+RSS_GOAL_MIB = 100
 GIB = 1024 ** 3
+GOALS_NOTE = ("goals (issue 3): vaultfs's ratio, and the same ratio for passthrough and raw "
+              "in this run; 'passthrough < goal' or 'raw < goal': that ceiling itself did not "
+              "reach the goal here.")
 RATIO_NOTE = ("ratios: speed relative to the reference in the same repetition, median over "
               "repetitions; 1.00 = equal, 0.50 = half as fast, >1 = faster. For times (s) the "
               "speed is 1/time.")
@@ -145,7 +160,54 @@ def analyse(lines):
             "meta": {k: v for k, v in meta.items() if k != "kind"},
             "end": {k: v for k, v in end.items() if k != "kind"},
             "targets": targets, "workloads": workloads, "resources": resources,
+            "goals": goals(workloads, resources),
             "aead": aead, "failures": failures}
+
+
+def goals(workloads, resources):
+    """Each goal with vaultfs's ratio and, as ceilings, what raw and passthrough reach against
+    the same reference in this run: a goal above passthrough asks a FUSE file system that
+    encrypts to beat one that only forwards, a goal above raw asks it to beat the disk."""
+    by_name = {w["name"]: w for w in workloads}
+    out = []
+    for name, ref, minimum in GOALS:
+        w = by_name.get(name)
+        if w is None:
+            continue
+        key = "ratio_" + ref
+        ratio = lambda t: w["targets"].get(t, {}).get(key)
+        mine = ratio("vaultfs")
+        out.append({"workload": name, "reference": w["best_peer"] if ref == "best_peer" else ref,
+                    "minimum": minimum, "vaultfs": mine,
+                    "met": None if mine is None else mine >= minimum,
+                    "passthrough": ratio("passthrough") if ref != "passthrough" else None,
+                    "raw": ratio("raw")})
+    rss = resources.get("vaultfs", {}).get("peak_rss_mib")
+    if rss is not None:
+        out.append({"workload": "peak RSS (MiB)", "reference": None, "minimum": None,
+                    "maximum": RSS_GOAL_MIB, "vaultfs": rss, "met": rss < RSS_GOAL_MIB,
+                    "passthrough": None, "raw": None})
+    return out
+
+
+def goal_rows(rep):
+    header = ["goal", "vaultfs", "met", "passthrough", "raw", "ceiling"]
+    rows = []
+    for g in rep["goals"]:
+        if g.get("maximum") is not None:
+            rows.append(["%s < %d" % (g["workload"], g["maximum"]), fmt(g["vaultfs"]),
+                         "yes" if g["met"] else "NO", "", "", ""])
+            continue
+        ceiling = ""
+        if g["raw"] is not None and g["raw"] < g["minimum"]:
+            ceiling = "raw < goal"
+        elif g["passthrough"] is not None and g["passthrough"] < g["minimum"]:
+            ceiling = "passthrough < goal"
+        rows.append(["%s >= %.1fx %s" % (g["workload"], g["minimum"], g["reference"] or "-"),
+                     fmt_ratio(g["vaultfs"]),
+                     "-" if g["met"] is None else ("yes" if g["met"] else "NO"),
+                     fmt_ratio(g["passthrough"]), fmt_ratio(g["raw"]), ceiling])
+    return header, rows
 
 
 def fmt(v, unit=""):
@@ -340,6 +402,9 @@ def main(argv):
     summary = vaultfs_summary(rep)
     if summary:
         text += ["", "vaultfs, median same-run speed ratios:"] + ["  " + s for s in summary]
+    gh, gr = goal_rows(rep)
+    if gr:
+        text += ["", GOALS_NOTE, simple_text(gh, gr)]
     if rep["failures"]:
         text += ["", "failures:"] + ["  rep %s %s on %s: %s" % (f["rep"], f["workload"], f["target"],
                                                                 f.get("reason", "")) for f in rep["failures"]]
@@ -359,6 +424,8 @@ def main(argv):
                "(bench/aead_speed.c).", "", simple_md(ah, ar)]
     if summary:
         md += ["", "## vaultfs in one look", ""] + ["    " + s for s in summary]
+    if gr:
+        md += ["", "## Goals", "", GOALS_NOTE, "", simple_md(gh, gr)]
     if rep["failures"]:
         md += ["", "## Failures", ""] + ["- rep %s `%s` on %s: %s" % (f["rep"], f["workload"], f["target"],
                                                                     f.get("reason", "")) for f in rep["failures"]]
