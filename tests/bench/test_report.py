@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""bench/report.py on made-up results: the goals table says which goals vaultfs met, and
+which ceiling (raw, passthrough) did not reach a goal in the same run. Prints the summary
+line "checks: N passed, N failed" like every other test program."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+REPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench", "report.py")
+
+# workload -> (unit, better, {target: [value per repetition]})
+RESULTS = {
+    # vaultfs per repetition 3.0, 2.4, 1.0 x gocryptfs: the median of the same-run ratios is
+    # 2.4 (met), where the ratio of the medians would be 2.0.
+    "seq_write": ("MiB/s", "higher", {"raw": [400, 400, 400], "passthrough": [150, 150, 150],
+                                      "gocryptfs": [100, 50, 200], "securefs": [50, 60, 70],
+                                      "vaultfs": [300, 120, 200]}),
+    # a time: vaultfs 2.0 / 1.6 = 1.25x securefs, not met; passthrough 2.0 / 1.25 = 1.6x
+    "tree_untar": ("s", "lower", {"raw": [0.5, 0.5, 0.5], "passthrough": [1.25, 1.25, 1.25],
+                                  "gocryptfs": [3.0, 3.0, 3.0], "securefs": [2.0, 2.0, 2.0],
+                                  "vaultfs": [1.6, 1.6, 1.6]}),
+    # the disk itself is no faster than the best peer: the goal is above raw
+    "rand_read": ("IOPS", "higher", {"raw": [100, 100, 100], "passthrough": [100, 100, 100],
+                                     "gocryptfs": [90, 90, 90], "securefs": [100, 100, 100],
+                                     "vaultfs": [110, 110, 110]}),
+    # vaultfs failed every repetition: no ratio, neither met nor missed
+    "seq_read": ("MiB/s", "higher", {"raw": [900], "passthrough": [500], "gocryptfs": [400],
+                                     "securefs": [450], "vaultfs": None}),
+}
+
+
+def write_results(path, hwm_kib):
+    lines = [{"kind": "meta", "profile": "test", "reps": 3}]
+    for t in ("raw", "passthrough", "gocryptfs", "securefs", "vaultfs"):
+        lines.append({"kind": "target", "target": t, "status": "ok"})
+    for w, (unit, better, by_target) in RESULTS.items():
+        for t, values in by_target.items():
+            if values is None:
+                lines.append({"kind": "result", "rep": 1, "workload": w, "target": t,
+                              "status": "failed", "reason": "exit status 1"})
+                continue
+            for rep, v in enumerate(values, 1):
+                lines.append({"kind": "result", "rep": rep, "workload": w, "target": t,
+                              "status": "ok", "value": v, "unit": unit, "better": better,
+                              "cpu_s": 0.5, "hwm_kib": hwm_kib, "bytes": 0})
+    lines.append({"kind": "end", "status": "complete", "seconds": 1})
+    with open(path, "w") as f:
+        f.write("\n".join(json.dumps(l) for l in lines) + "\n")
+
+
+def run_report(hwm_kib=30 * 1024):
+    out = tempfile.mkdtemp(prefix="vaultfs-report.")
+    write_results(os.path.join(out, "results.jsonl"), hwm_kib)
+    text = subprocess.run([sys.executable, REPORT, out], check=True, capture_output=True,
+                          text=True).stdout
+    with open(os.path.join(out, "report.json")) as f:
+        rep = json.load(f)
+    with open(os.path.join(out, "report.md")) as f:
+        md = f.read()
+    return rep, text, md
+
+
+def goal(rep, workload, reference):
+    found = [g for g in rep["goals"] if g["workload"] == workload and g["reference"] == reference]
+    assert len(found) == 1, (workload, reference, rep["goals"])
+    return found[0]
+
+
+class Goals(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.rep, cls.text, cls.md = run_report()
+
+    def test_met_goal_uses_the_median_of_same_run_ratios(self):
+        g = goal(self.rep, "seq_write", "gocryptfs")
+        self.assertAlmostEqual(g["vaultfs"], 2.4)
+        self.assertTrue(g["met"])
+        self.assertAlmostEqual(g["passthrough"], 1.5)   # 1.5, 3.0, 0.75
+        self.assertAlmostEqual(g["raw"], 4.0)           # 4, 8, 2
+
+    def test_passthrough_goal_has_no_passthrough_ceiling(self):
+        g = goal(self.rep, "seq_write", "passthrough")
+        self.assertAlmostEqual(g["vaultfs"], 4 / 3)     # 2.0, 0.8, 1.33
+        self.assertTrue(g["met"])
+        self.assertIsNone(g["passthrough"])
+
+    def test_times_compare_as_speeds(self):
+        g = goal(self.rep, "tree_untar", "securefs")
+        self.assertAlmostEqual(g["vaultfs"], 1.25)
+        self.assertFalse(g["met"])
+        self.assertAlmostEqual(g["passthrough"], 1.6)
+
+    def test_ceilings_below_the_goal_are_named(self):
+        rows = {l.split("  ")[0]: l for l in self.text.splitlines() if " >= " in l}
+        self.assertIn("raw < goal", rows["rand_read >= 1.2x securefs"])
+        self.assertIn("NO", rows["rand_read >= 1.2x securefs"])
+        self.assertIn("passthrough < goal", rows["seq_write >= 2.0x gocryptfs"])
+        self.assertNotIn("< goal", rows["tree_untar >= 1.5x securefs"])
+        self.assertIn("| rand_read >= 1.2x securefs | 1.10 | NO |", self.md)
+
+    def test_failed_workload_is_neither_met_nor_missed(self):
+        g = goal(self.rep, "seq_read", "securefs")
+        self.assertIsNone(g["vaultfs"])
+        self.assertIsNone(g["met"])
+
+    def test_goals_of_workloads_not_run_are_left_out(self):
+        self.assertEqual([g for g in self.rep["goals"] if g["workload"] == "ckpt_write"], [])
+
+    def test_peak_rss_goal(self):
+        rss = [g for g in self.rep["goals"] if g["workload"].startswith("peak RSS")]
+        self.assertEqual(len(rss), 1)
+        self.assertAlmostEqual(rss[0]["vaultfs"], 30.0)
+        self.assertTrue(rss[0]["met"])
+        big, _, _ = run_report(hwm_kib=150 * 1024)
+        self.assertFalse([g for g in big["goals"] if g["workload"].startswith("peak RSS")][0]["met"])
+
+
+if __name__ == "__main__":
+    result = unittest.TextTestRunner(verbosity=2).run(
+        unittest.defaultTestLoader.loadTestsFromTestCase(Goals))
+    bad = len(result.failures) + len(result.errors)
+    print("checks: %d passed, %d failed" % (result.testsRun - bad, bad))
+    sys.exit(1 if bad or not result.testsRun else 0)
