@@ -174,14 +174,13 @@ def goals(workloads, resources):
         w = by_name.get(name)
         if w is None:
             continue
-        key = "ratio_" + ref
-        ratio = lambda t: w["targets"].get(t, {}).get(key)
-        mine = ratio("vaultfs")
+        ratios = {t: e.get("ratio_" + ref) for t, e in w["targets"].items()}
+        mine = ratios.get("vaultfs")
         out.append({"workload": name, "reference": w["best_peer"] if ref == "best_peer" else ref,
                     "minimum": minimum, "vaultfs": mine,
                     "met": None if mine is None else mine >= minimum,
-                    "passthrough": ratio("passthrough") if ref != "passthrough" else None,
-                    "raw": ratio("raw")})
+                    "passthrough": ratios.get("passthrough") if ref != "passthrough" else None,
+                    "raw": ratios.get("raw")})
     rss = resources.get("vaultfs", {}).get("peak_rss_mib")
     if rss is not None:
         out.append({"workload": "peak RSS (MiB)", "reference": None, "minimum": None,
