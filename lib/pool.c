@@ -19,9 +19,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "lib/crypto.h"
 
 #define POOL_NAME_LEN (2 * OBJECT_ID_LEN)
+
+/*
+ * Removals come in bursts (rm -r of a tree, a job cleaning up its checkpoints). The emptier
+ * waits until no file has been removed for POOL_QUIET_MS before it frees blocks, so that the
+ * two do not share the CPU and the disk, but it holds no removed file back for longer than
+ * POOL_MAX_DELAY_MS: under a steady stream of removals it empties as it goes.
+ */
+#define POOL_QUIET_MS 50
+#define POOL_MAX_DELAY_MS 2000
 
 struct pool_ids {
 	uint8_t (*ids)[OBJECT_ID_LEN];
@@ -31,7 +41,7 @@ struct pool_ids {
 
 struct pool {
 	pthread_mutex_t lock;
-	pthread_cond_t wake;          /* trash has files, or stopping */
+	pthread_cond_t wake;          /* trash has files, or stopping, or hurry (CLOCK_MONOTONIC) */
 	pthread_cond_t settled;       /* trash is empty and the thread idle */
 	int objects_fd;               /* borrowed */
 	int free_fd;
@@ -39,6 +49,9 @@ struct pool {
 	struct pool_ids free;         /* emptied, ready for pool_take */
 	struct pool_ids trash;        /* still to be emptied */
 	bool emptying;                /* the thread is working on one file */
+	int hurry;                    /* callers of pool_settle(): no waiting for quiet */
+	struct timespec last_put;     /* CLOCK_MONOTONIC: the newest removal */
+	struct timespec backlog_since; /* ...and the one that found the trash empty */
 	bool started;
 	bool stopping;
 	pthread_t thread;
@@ -106,8 +119,12 @@ int pool_open(struct pool **out, int objects_fd)
 	pool = calloc(1, sizeof(*pool));
 	if (pool == NULL)
 		return -ENOMEM;
+	pthread_condattr_t monotonic;
+	pthread_condattr_init(&monotonic);
+	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
 	pthread_mutex_init(&pool->lock, NULL);
-	pthread_cond_init(&pool->wake, NULL);
+	pthread_cond_init(&pool->wake, &monotonic);
+	pthread_condattr_destroy(&monotonic);
 	pthread_cond_init(&pool->settled, NULL);
 	pool->objects_fd = objects_fd;
 	pool->trash_fd = -1;
@@ -160,6 +177,30 @@ static void empty_one(struct pool *pool, const uint8_t id[OBJECT_ID_LEN])
 	(void)unlinkat(pool->trash_fd, name, 0);
 }
 
+static long ms_since(const struct timespec *then)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - then->tv_sec) * 1000L + (now.tv_nsec - then->tv_nsec) / 1000000L;
+}
+
+/* With the lock held: wait while removals go on (see POOL_QUIET_MS). */
+static void wait_for_quiet(struct pool *pool)
+{
+	while (!pool->stopping && pool->hurry == 0) {
+		long quiet_left = POOL_QUIET_MS - ms_since(&pool->last_put);
+		long delay_left = POOL_MAX_DELAY_MS - ms_since(&pool->backlog_since);
+		long wait = quiet_left < delay_left ? quiet_left : delay_left;
+		struct timespec until;
+
+		if (wait <= 0)
+			return;
+		clock_after_ms(CLOCK_MONOTONIC, wait, &until);
+		pthread_cond_timedwait(&pool->wake, &pool->lock, &until);
+	}
+}
+
 static void *emptier(void *arg)
 {
 	struct pool *pool = arg;
@@ -171,6 +212,7 @@ static void *emptier(void *arg)
 			pthread_cond_wait(&pool->wake, &pool->lock);
 		if (pool->trash.count == 0)
 			break;
+		wait_for_quiet(pool);
 		memcpy(id, pool->trash.ids[--pool->trash.count], OBJECT_ID_LEN);
 		pool->emptying = true;
 		pthread_mutex_unlock(&pool->lock);
@@ -268,8 +310,14 @@ int pool_put(struct pool *pool, const char *path, const uint8_t id[OBJECT_ID_LEN
 	if (renameat2(pool->objects_fd, path, pool->trash_fd, name, RENAME_NOREPLACE) < 0)
 		return -errno;
 	pthread_mutex_lock(&pool->lock);
+	clock_gettime(CLOCK_MONOTONIC, &pool->last_put);
+	if (pool->trash.count == 0) {
+		/* Only the first of a burst wakes the emptier; the others would only keep
+		 * waking it to find the burst still going. */
+		pool->backlog_since = pool->last_put;
+		pthread_cond_signal(&pool->wake);
+	}
 	listed = ids_push(&pool->trash, id);
-	pthread_cond_signal(&pool->wake);
 	pthread_mutex_unlock(&pool->lock);
 	/* Not listed (out of memory): emptied now, not left holding ciphertext. */
 	if (!listed)
@@ -281,8 +329,11 @@ void pool_settle(struct pool *pool)
 {
 	pthread_mutex_lock(&pool->lock);
 	bool started = pool->started;
+	pool->hurry++;
+	pthread_cond_broadcast(&pool->wake);
 	while (started && (pool->trash.count > 0 || pool->emptying))
 		pthread_cond_wait(&pool->settled, &pool->lock);
+	pool->hurry--;
 	pthread_mutex_unlock(&pool->lock);
 	if (!started)
 		empty_here(pool);

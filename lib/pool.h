@@ -3,6 +3,8 @@
  * into objects/trash at once and emptied there by a thread of the pool, so that removing a
  * file does not wait for the file system to free (and discard) its blocks; the emptied file
  * then waits in objects/free until a new object takes it back instead of creating an inode.
+ * The thread starts emptying once removals pause for 50 ms, or 2 s after the first of a
+ * run of removals that does not pause (pool.c, POOL_QUIET_MS).
  */
 #ifndef VAULTFS_POOL_H
 #define VAULTFS_POOL_H
