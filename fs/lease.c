@@ -49,9 +49,7 @@ static void monotonic_after(struct timespec *at, unsigned seconds)
 
 static long until_ms(const struct timespec *at)
 {
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (at->tv_sec - now.tv_sec) * 1000L + (at->tv_nsec - now.tv_nsec) / 1000000L;
+	return (long)-clock_ms_since(CLOCK_MONOTONIC, at);
 }
 
 static bool passed(const struct timespec *at)

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "lib/bytes.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/secret.h"
 
@@ -48,10 +49,7 @@ struct client {
 
 static long long ms_since(const struct timespec *then)
 {
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long long)(now.tv_sec - then->tv_sec) * 1000 + (now.tv_nsec - then->tv_nsec) / 1000000;
+	return clock_ms_since(CLOCK_MONOTONIC, then);
 }
 
 /* Socket and directory. */

@@ -41,7 +41,7 @@ struct pool_ids {
 
 struct pool {
 	pthread_mutex_t lock;
-	pthread_cond_t wake;          /* trash has files, or stopping, or hurry (CLOCK_MONOTONIC) */
+	pthread_cond_t wake;          /* trash has files, stopping, or hurry; waits on CLOCK_MONOTONIC */
 	pthread_cond_t settled;       /* trash is empty and the thread idle */
 	int objects_fd;               /* borrowed */
 	int free_fd;
@@ -177,26 +177,19 @@ static void empty_one(struct pool *pool, const uint8_t id[OBJECT_ID_LEN])
 	(void)unlinkat(pool->trash_fd, name, 0);
 }
 
-static long ms_since(const struct timespec *then)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - then->tv_sec) * 1000L + (now.tv_nsec - then->tv_nsec) / 1000000L;
-}
-
 /* With the lock held: wait while removals go on (see POOL_QUIET_MS). */
 static void wait_for_quiet(struct pool *pool)
 {
 	while (!pool->stopping && pool->hurry == 0) {
-		long quiet_left = POOL_QUIET_MS - ms_since(&pool->last_put);
-		long delay_left = POOL_MAX_DELAY_MS - ms_since(&pool->backlog_since);
-		long wait = quiet_left < delay_left ? quiet_left : delay_left;
+		long long quiet_left = POOL_QUIET_MS - clock_ms_since(CLOCK_MONOTONIC, &pool->last_put);
+		long long delay_left = POOL_MAX_DELAY_MS -
+				       clock_ms_since(CLOCK_MONOTONIC, &pool->backlog_since);
+		long long wait = quiet_left < delay_left ? quiet_left : delay_left;
 		struct timespec until;
 
 		if (wait <= 0)
 			return;
-		clock_after_ms(CLOCK_MONOTONIC, wait, &until);
+		clock_after_ms(CLOCK_MONOTONIC, (long)wait, &until);
 		pthread_cond_timedwait(&pool->wake, &pool->lock, &until);
 	}
 }
