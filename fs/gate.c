@@ -1,14 +1,18 @@
 /*
- * The gate: every FUSE request passes gate_enter() before its work and gate_leave()
- * after it. On a mount made through the key agent, gate_enter() decides each request
- * from the caller's uid and groups and the grants of the current lease (mode and path
- * rules), and refuses everything once the lease is revoked. On a mount without a policy
- * (key file, ephemeral) the kernel's mode checks alone apply. gate_leave() is where
- * each access becomes an audit record (a later issue).
+ * The gate: every FUSE request passes gate_enter() (or, on an open file,
+ * gate_enter_handle()) before its work and gate_leave() after it. On a mount made
+ * through the key agent the gate decides each request from the grants of the current
+ * lease (mode and path rules) and refuses everything once the lease is revoked. Who is
+ * asking is the caller of the request, except on an open file: there it is whoever
+ * opened the file, captured in its handle at OPEN or CREATE, because the kernel sends
+ * writeback, readahead and the flush of cached times as itself (uid 0, pid 0). On a
+ * mount without a policy (key file, ephemeral) the kernel's mode checks alone apply.
+ * gate_leave() is where each access becomes an audit record (a later issue).
  */
 #include "fs/vaultfs.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -51,6 +55,11 @@ static bool revoked(const struct vfs_access *access)
 	return __atomic_load_n(&access->revoked, __ATOMIC_ACQUIRE);
 }
 
+static bool enough(enum need need, enum policy_mode mode)
+{
+	return need == NEED_WRITE ? mode == POLICY_RW : mode != POLICY_NONE;
+}
+
 /* Whether the target of the request is (or will be) a directory. */
 static bool targets_directory(struct vfs *vfs, enum gate_op op, uint64_t ino, const char *name)
 {
@@ -70,13 +79,38 @@ static bool targets_directory(struct vfs *vfs, enum gate_op op, uint64_t ino, co
 	return is_dir;
 }
 
-static enum policy_mode mode_of(struct vfs_access *access, const struct policy_principal *who,
-				const char *path, bool is_dir)
+/* The mode of who on inode ino (or the entry name inside it) under the grants in force.
+ * The path is only made when some grant has path rules; a path that cannot be named
+ * cannot be checked and gives POLICY_NONE. */
+static enum policy_mode mode_of(struct vfs *vfs, struct vfs_access *access,
+				const struct policy_principal *who, enum need need,
+				uint64_t ino, const char *name, bool is_dir)
 {
+	enum policy_mode mode = POLICY_NONE;
+	char *path = NULL;
+
 	pthread_rwlock_rdlock(&access->lock);
-	enum policy_mode mode = policy_grants_mode(&access->grants, who, path, is_dir);
+	if (need == NEED_DATASET || !access->path_rules) {
+		/* Lookups and listings only need some access to the dataset: the root. */
+		mode = policy_grants_mode(&access->grants, who, "", is_dir || need == NEED_DATASET);
+	} else {
+		path = node_path(vfs, ino, name);
+		if (path)
+			mode = policy_grants_mode(&access->grants, who, path, is_dir);
+	}
 	pthread_rwlock_unlock(&access->lock);
+	free(path);
 	return mode;
+}
+
+/* The request's supplementary groups into groups (GATE_GROUPS_MAX); their count. */
+static size_t request_groups(fuse_req_t req, gid_t *groups)
+{
+	int count = fuse_req_getgroups(req, GATE_GROUPS_MAX, groups);
+
+	if (count <= 0)
+		return 0;
+	return (size_t)count < GATE_GROUPS_MAX ? (size_t)count : GATE_GROUPS_MAX;
 }
 
 int gate_enter(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino,
@@ -84,9 +118,7 @@ int gate_enter(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino,
 {
 	struct vfs_access *access = vfs->access;
 	enum need need = need_of(op);
-	gid_t groups[64];
-	char *path;
-	int err = 0;
+	gid_t groups[GATE_GROUPS_MAX];
 
 	if (!access || need == NEED_NOTHING)
 		return 0;
@@ -95,30 +127,65 @@ int gate_enter(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino,
 
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct policy_principal who = { ctx->uid, ctx->gid, NULL, 0 };
-	/* Lookups and listings only need some access to the dataset: ask about its root. */
 	bool is_dir = need == NEED_DATASET || targets_directory(vfs, op, ino, name);
-	path = need == NEED_DATASET ? strdup("") : node_path(vfs, ino, name);
-	if (!path)
-		return -EACCES;  /* a path we cannot name cannot be checked: refuse */
+	enum policy_mode mode = mode_of(vfs, access, &who, need, ino, name, is_dir);
 
-	enum policy_mode mode = mode_of(access, &who, path, is_dir);
-	bool enough = need == NEED_WRITE ? mode == POLICY_RW : mode != POLICY_NONE;
-	if (!enough && access->group_grants) {
+	if (!enough(need, mode) && __atomic_load_n(&access->group_grants, __ATOMIC_ACQUIRE)) {
 		/* Supplementary groups cost a read of /proc: only when they could matter. */
-		int count = fuse_req_getgroups(req, (int)(sizeof(groups) / sizeof(groups[0])),
-					       groups);
-		if (count > 0) {
-			who.groups = groups;
-			who.group_count = (size_t)count < sizeof(groups) / sizeof(groups[0])
-				? (size_t)count : sizeof(groups) / sizeof(groups[0]);
-			mode = mode_of(access, &who, path, is_dir);
-			enough = need == NEED_WRITE ? mode == POLICY_RW : mode != POLICY_NONE;
-		}
+		who.group_count = request_groups(req, groups);
+		who.groups = groups;
+		if (who.group_count)
+			mode = mode_of(vfs, access, &who, need, ino, name, is_dir);
 	}
-	if (!enough)
-		err = -EACCES;
-	free(path);
-	return err;
+	return enough(need, mode) ? 0 : -EACCES;
+}
+
+int gate_handle_new(struct vfs *vfs, fuse_req_t req, struct vnode *node, int flags,
+		    struct vfs_handle **out)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct vfs_handle *handle = calloc(1, sizeof(*handle));
+
+	if (!handle)
+		return -ENOMEM;
+	handle->node = node;
+	handle->uid = ctx->uid;
+	handle->gid = ctx->gid;
+	handle->pid = ctx->pid;
+	handle->writable = (flags & O_ACCMODE) != O_RDONLY;
+	/* Groups are read (from /proc) only when a grant names a group. */
+	if (vfs->access && __atomic_load_n(&vfs->access->group_grants, __ATOMIC_ACQUIRE))
+		handle->group_count = request_groups(req, handle->groups);
+	*out = handle;
+	return 0;
+}
+
+void gate_handle_free(struct vfs_handle *handle)
+{
+	free(handle);
+}
+
+int gate_enter_handle(struct vfs *vfs, enum gate_op op, const struct vfs_handle *handle)
+{
+	struct vfs_access *access = vfs->access;
+	enum need need = need_of(op);
+
+	if (need == NEED_NOTHING)
+		return 0;
+	/* The kernel only writes through a handle opened for writing; anything else on a
+	 * read-only handle is not the kernel's doing. */
+	if (need == NEED_WRITE && !handle->writable)
+		return -EBADF;
+	if (!access)
+		return 0;
+	if (revoked(access))
+		return -EACCES;
+	struct policy_principal who = {
+		handle->uid, handle->gid, handle->groups, handle->group_count,
+	};
+	/* Handles are of regular files: never a directory. */
+	enum policy_mode mode = mode_of(vfs, access, &who, need, handle->node->ino, NULL, false);
+	return enough(need, mode) ? 0 : -EACCES;
 }
 
 void gate_leave(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino, int result)

@@ -78,6 +78,14 @@ static bool has_group_grants(const struct policy_grants *grants)
 	return false;
 }
 
+static bool has_path_rules(const struct policy_grants *grants)
+{
+	for (size_t i = 0; i < grants->count; i++)
+		if (grants->grants[i].rule_count)
+			return true;
+	return false;
+}
+
 static bool same_grants(const struct policy_grants *a, const struct policy_grants *b)
 {
 	if (a->count != b->count)
@@ -103,7 +111,8 @@ static bool take_grants(struct vfs_access *access, struct protocol_message *repl
 	bool changed = !same_grants(&access->grants, &reply->grants);
 	policy_grants_release(&access->grants);
 	access->grants = reply->grants;
-	access->group_grants = has_group_grants(&access->grants);
+	__atomic_store_n(&access->group_grants, has_group_grants(&access->grants), __ATOMIC_RELEASE);
+	access->path_rules = has_path_rules(&access->grants);
 	memset(&reply->grants, 0, sizeof(reply->grants));
 	pthread_rwlock_unlock(&access->lock);
 	return changed;

@@ -67,14 +67,24 @@ static struct vfs *vfs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-static struct vnode *handle_of(const struct fuse_file_info *fi)
+static struct vfs_handle *handle_of(const struct fuse_file_info *fi)
 {
-	return (struct vnode *)(uintptr_t)fi->fh;
+	return (struct vfs_handle *)(uintptr_t)fi->fh;
 }
 
 static void reply_err(fuse_req_t req, int err)
 {
 	fuse_reply_err(req, -err);
+}
+
+/* The end of an open file: its vnode's open count and pin, then the handle. */
+static int release_handle(struct vfs *vfs, struct vfs_handle *handle)
+{
+	int err = do_release(vfs, handle->node);
+
+	node_put(vfs, handle->node);
+	gate_handle_free(handle);
+	return err;
 }
 
 static void vfs_op_init(void *userdata, struct fuse_conn_info *conn)
@@ -159,9 +169,11 @@ static void vfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, in
 {
 	struct vfs *vfs = vfs_of(req);
 	struct stat st;
-	int err = gate_enter(vfs, req, GATE_SETATTR, ino, NULL);
+	/* Through a handle (ftruncate, O_TRUNC, the kernel flushing cached times): decided
+	 * by who opened it, like a write. */
+	int err = fi ? gate_enter_handle(vfs, GATE_SETATTR, handle_of(fi))
+		     : gate_enter(vfs, req, GATE_SETATTR, ino, NULL);
 
-	(void)fi;
 	if (!err)
 		err = do_setattr(vfs, ino, attr, to_set, &st);
 	gate_leave(vfs, req, GATE_SETATTR, ino, err);
@@ -277,6 +289,7 @@ static void vfs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 static void vfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vfs *vfs = vfs_of(req);
+	struct vfs_handle *handle = NULL;
 	struct vnode *node = NULL;
 	bool writes = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
 	int err = gate_enter(vfs, req, writes ? GATE_OPEN_WRITE : GATE_OPEN, ino, NULL);
@@ -286,10 +299,12 @@ static void vfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	if (!err)
 		err = node_get(vfs, ino, &node);
 	if (!err) {
-		err = do_open(vfs, node, fi->flags);
+		err = gate_handle_new(vfs, req, node, fi->flags, &handle);
+		if (!err)
+			err = do_open(vfs, node, fi->flags);
 		if (err) {
+			gate_handle_free(handle);
 			node_put(vfs, node);
-			node = NULL;
 		}
 	}
 	gate_leave(vfs, req, GATE_OPEN, ino, err);
@@ -297,13 +312,10 @@ static void vfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		reply_err(req, err);
 		return;
 	}
-	fi->fh = (uintptr_t)node;
+	fi->fh = (uintptr_t)handle;
 	fi->keep_cache = 1;
-	if (fuse_reply_open(req, fi) == -ENOENT) {
-		/* The opener was interrupted: the kernel will never release this handle. */
-		(void)do_release(vfs, node);
-		node_put(vfs, node);
-	}
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		release_handle(vfs, handle);  /* interrupted: the kernel will never release it */
 }
 
 static void vfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -311,6 +323,7 @@ static void vfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 {
 	struct vfs *vfs = vfs_of(req);
 	struct fuse_entry_param e;
+	struct vfs_handle *handle = NULL;
 	struct vnode *node = NULL;
 	int err = gate_enter(vfs, req, GATE_CREATE, parent, name);
 
@@ -318,8 +331,11 @@ static void vfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 		err = do_mknod(vfs, fuse_req_ctx(req), parent, name, S_IFREG | (mode & 07777), 0,
 			       NULL, &e, &node);
 	if (!err) {
-		err = do_open(vfs, node, fi->flags);
+		err = gate_handle_new(vfs, req, node, fi->flags, &handle);
+		if (!err)
+			err = do_open(vfs, node, fi->flags);
 		if (err) {
+			gate_handle_free(handle);
 			node_forget(vfs, node->ino, 1);
 			node_put(vfs, node);
 		}
@@ -329,12 +345,10 @@ static void vfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 		reply_err(req, err);
 		return;
 	}
-	fi->fh = (uintptr_t)node;
+	fi->fh = (uintptr_t)handle;
 	fi->keep_cache = 1;
-	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
-		(void)do_release(vfs, node);
-		node_put(vfs, node);
-	}
+	if (fuse_reply_create(req, &e, fi) == -ENOENT)
+		release_handle(vfs, handle);
 }
 
 static void vfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -343,11 +357,11 @@ static void vfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct vfs *vfs = vfs_of(req);
 	uint8_t *buf = NULL;
 	size_t done = 0;
-	int err = gate_enter(vfs, req, GATE_READ, ino, NULL);
+	int err = gate_enter_handle(vfs, GATE_READ, handle_of(fi));
 
 	if (!err) {
 		buf = scratch_get(SCRATCH_REPLY, size ? size : 1);
-		err = buf ? do_read(vfs, handle_of(fi), buf, size, off, &done) : -ENOMEM;
+		err = buf ? do_read(vfs, handle_of(fi)->node, buf, size, off, &done) : -ENOMEM;
 	}
 	gate_leave(vfs, req, GATE_READ, ino, err);
 	if (err)
@@ -360,11 +374,12 @@ static void vfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t
 			 off_t off, struct fuse_file_info *fi)
 {
 	struct vfs *vfs = vfs_of(req);
-	int err = gate_enter(vfs, req, GATE_WRITE, ino, NULL);
+	int err = gate_enter_handle(vfs, GATE_WRITE, handle_of(fi));
 
 	if (!err)
 		err = vfs->read_only ? -EROFS
-				     : do_write(vfs, handle_of(fi), (const uint8_t *)buf, size, off);
+				     : do_write(vfs, handle_of(fi)->node, (const uint8_t *)buf, size,
+						off);
 	gate_leave(vfs, req, GATE_WRITE, ino, err);
 	if (err)
 		reply_err(req, err);
@@ -386,12 +401,13 @@ static void refresh_kernel_attributes(struct vfs *vfs, struct vnode *node)
 static void vfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vfs *vfs = vfs_of(req);
-	int err = gate_enter(vfs, req, GATE_FLUSH, ino, NULL);
+	struct vnode *node = handle_of(fi)->node;
+	int err = gate_enter_handle(vfs, GATE_FLUSH, handle_of(fi));
 
 	if (!err)
-		err = do_flush(vfs, handle_of(fi));
+		err = do_flush(vfs, node);
 	if (!err)
-		refresh_kernel_attributes(vfs, handle_of(fi));
+		refresh_kernel_attributes(vfs, node);
 	gate_leave(vfs, req, GATE_FLUSH, ino, err);
 	reply_err(req, err);
 }
@@ -399,13 +415,10 @@ static void vfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 static void vfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vfs *vfs = vfs_of(req);
-	struct vnode *node = handle_of(fi);
 	int err;
 
 	/* A release is never refused: the handle must go whatever the policy says. */
-	(void)gate_enter(vfs, req, GATE_RELEASE, ino, NULL);
-	err = do_release(vfs, node);
-	node_put(vfs, node);
+	err = release_handle(vfs, handle_of(fi));
 	gate_leave(vfs, req, GATE_RELEASE, ino, err);
 	reply_err(req, err);
 }
@@ -414,10 +427,10 @@ static void vfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 			 struct fuse_file_info *fi)
 {
 	struct vfs *vfs = vfs_of(req);
-	int err = gate_enter(vfs, req, GATE_FSYNC, ino, NULL);
+	int err = gate_enter_handle(vfs, GATE_FSYNC, handle_of(fi));
 
 	if (!err)
-		err = do_fsync(vfs, handle_of(fi), datasync != 0);
+		err = do_fsync(vfs, handle_of(fi)->node, datasync != 0);
 	gate_leave(vfs, req, GATE_FSYNC, ino, err);
 	reply_err(req, err);
 }

@@ -58,7 +58,9 @@ struct vnode {
 struct vfs_access {
 	pthread_rwlock_t lock;        /* guards grants */
 	struct policy_grants grants;
-	bool group_grants;            /* some grant names a gid: supplementary groups matter */
+	bool group_grants;            /* some grant names a gid: supplementary groups matter
+					 (atomic access: read before taking lock) */
+	bool path_rules;              /* some grant has path rules (guarded by lock) */
 	bool revoked;                 /* set once, never cleared (atomic access) */
 };
 
@@ -211,9 +213,32 @@ enum gate_op {
 	GATE_CREATE, GATE_ACCESS, GATE_OPEN_WRITE, GATE_COUNT,
 };
 /* Before the work: 0 to proceed, or -errno to refuse the request. The request is on
- * inode ino, or on the entry name inside directory ino when name is not NULL. */
+ * inode ino, or on the entry name inside directory ino when name is not NULL; who asks
+ * is the request's caller. */
 int gate_enter(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino,
 	       const char *name);
+
+#define GATE_GROUPS_MAX 64
+/* An open file (fi->fh): who opened it, captured at OPEN or CREATE. Every request on it
+ * (READ, WRITE, FSYNC, SETATTR through it) is decided by that opener's current grants
+ * and the lease, never by the uid the kernel sends: writeback, readahead and the flush
+ * of cached times come from the kernel itself (uid 0, pid 0). */
+struct vfs_handle {
+	struct vnode *node;            /* pinned for the handle's life */
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	gid_t groups[GATE_GROUPS_MAX]; /* read only when a grant names a group */
+	size_t group_count;
+	bool writable;                 /* opened O_WRONLY or O_RDWR */
+};
+/* A handle for node opened by the request's caller with flags: 0 or -ENOMEM. */
+int gate_handle_new(struct vfs *vfs, fuse_req_t req, struct vnode *node, int flags,
+		    struct vfs_handle **out);
+void gate_handle_free(struct vfs_handle *handle);
+/* gate_enter for a request on an open file. -EACCES when the opener's grants no longer
+ * allow it or the lease is revoked; -EBADF for a change through a read-only handle. */
+int gate_enter_handle(struct vfs *vfs, enum gate_op op, const struct vfs_handle *handle);
 /* After the work, with its result (0 or -errno). */
 void gate_leave(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino, int result);
 
