@@ -119,7 +119,8 @@ static bool take_grants(struct vfs_access *access, struct protocol_message *repl
 }
 
 int lease_acquire(struct lease **out, const char *socket_path, const char *dataset,
-		  struct keysource **keys_out, char **vault_dir, struct vfs_access **access_out)
+		  uint64_t claim, struct keysource **keys_out, char **vault_dir,
+		  struct vfs_access **access_out)
 {
 	struct protocol_message request = { 0 }, reply = { 0 };
 	struct vfs_access *access = NULL;
@@ -133,6 +134,7 @@ int lease_acquire(struct lease **out, const char *socket_path, const char *datas
 	if (err)
 		return err;
 	request.type = PROTOCOL_LEASE;
+	request.lease_id = claim;
 	snprintf(request.name, sizeof(request.name), "%s", dataset);
 	gethostname(host, sizeof(host) - 1);
 	snprintf(request.text, sizeof(request.text), "%s", host);

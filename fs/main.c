@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,7 +35,11 @@ struct options {
 	char *cipher;
 	char *budget_limit;
 	char *max_threads;
+	char *lease;
+	char *mount_uid;
+	char *mount_gid;
 	int ephemeral;
+	int allow_other;
 	int read_only;
 	int foreground;
 	int debug;
@@ -43,7 +49,7 @@ struct options {
 	char *mountpoint;
 };
 
-enum { KEY_FOREGROUND, KEY_DEBUG, KEY_HELP, KEY_VERSION, KEY_RO };
+enum { KEY_FOREGROUND, KEY_DEBUG, KEY_HELP, KEY_VERSION, KEY_RO, KEY_ALLOW_OTHER };
 
 #define OPTION(template, field) { template, offsetof(struct options, field), 1 }
 static const struct fuse_opt option_spec[] = {
@@ -53,8 +59,12 @@ static const struct fuse_opt option_spec[] = {
 	OPTION("cipher=%s", cipher),
 	OPTION("budget_limit=%s", budget_limit),
 	OPTION("max_threads=%s", max_threads),
+	OPTION("lease=%s", lease),
+	OPTION("mount_uid=%s", mount_uid),
+	OPTION("mount_gid=%s", mount_gid),
 	OPTION("ephemeral", ephemeral),
 	FUSE_OPT_KEY("ro", KEY_RO),
+	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	FUSE_OPT_KEY("-f", KEY_FOREGROUND),
 	FUSE_OPT_KEY("-d", KEY_DEBUG),
 	FUSE_OPT_KEY("debug", KEY_DEBUG),
@@ -81,6 +91,8 @@ static const char usage_text[] =
 	"  -o auto_unmount     unmount when the daemon exits\n"
 	"  -o max_threads=N    request threads (default 10)\n"
 	"  -o budget_limit=N   lower the per-file-key encryption limit (testing)\n"
+	"  -o mount_uid=N,mount_gid=N  (root only) mount for that user: only they may enter\n"
+	"  -o lease=ID         (set by the key agent) claim the lease it made for this daemon\n"
 	"default_permissions is always on. Unmount with 'fusermount3 -u MOUNTPOINT'.\n";
 
 static int option_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
@@ -103,6 +115,9 @@ static int option_proc(void *data, const char *arg, int key, struct fuse_args *o
 	case KEY_RO:
 		opts->read_only = 1;
 		return 1;  /* the kernel needs it too */
+	case KEY_ALLOW_OTHER:
+		opts->allow_other = 1;
+		return 1;
 	case KEY_FOREGROUND:
 		opts->foreground = 1;
 		return 0;
@@ -200,17 +215,32 @@ static void raise_readahead(const char *mountpoint)
 	close(fd);
 }
 
+static int parse_count(const char *text, const char *name, uint64_t min, uint64_t max,
+		       uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long value = strtoull(text, &end, 10);
+	if (errno || *end || end == text || value < min || value > max)
+		return fail("see vaultfs(8)", "option %s has a bad value", name);
+	*out = value;
+	return 0;
+}
+
 /* Mount through the agent: the lease brings the keys, the vault directory and the rules. */
 static int lease_keys(struct options *opts, struct keysource **keys, struct lease **lease,
 		      struct vfs_access **access)
 {
 	const char *socket = opts->agent ? opts->agent : getenv("VAULTFS_AGENT_SOCKET");
 	const char *shown = socket ? socket : AGENT_DEFAULT_SOCKET;
+	uint64_t claim = 0;
 	int err;
 
 	if (opts->keyfile || opts->ephemeral || opts->cipher)
 		return fail(NULL, "option dataset= excludes keyfile=, ephemeral and cipher=");
-	err = lease_acquire(lease, socket, opts->dataset, keys, &opts->vault_dir, access);
+	if (opts->lease && parse_count(opts->lease, "lease", 1, UINT64_MAX, &claim))
+		return 1;
+	err = lease_acquire(lease, socket, opts->dataset, claim, keys, &opts->vault_dir, access);
 	switch (err) {
 	case 0:
 		return 0;
@@ -219,9 +249,12 @@ static int lease_keys(struct options *opts, struct keysource **keys, struct leas
 		return fail("start vault-keyagent, or pass -o agent=SOCKET",
 			    "the key agent is not running at '%s'", shown);
 	case -EACCES:
-	case -EPERM:
 		return fail("ask an administrator for a role on it",
 			    "the key agent refused dataset '%s' to you", opts->dataset);
+	case -EPERM:
+		return fail("mount it with 'vaultctl mount NAME MOUNTPOINT': the key agent "
+			    "starts the daemon", "dataset keys are given only to mount daemons "
+			    "the key agent or root started");
 	case -EKEYREJECTED:
 	case -ENOKEY:
 		return fail("run 'vaultctl unlock' first",
@@ -322,16 +355,115 @@ static int open_vault(const struct options *opts, struct keysource *keys, struct
 	return 0;
 }
 
-static int parse_count(const char *text, const char *name, uint64_t min, uint64_t max,
-		       uint64_t *out)
+/* The user a root daemon mounts for (-o mount_uid=,mount_gid=): 0 when not asked. */
+static int mount_user(const struct options *opts, uid_t *uid, gid_t *gid, bool *asked)
 {
-	char *end;
-	errno = 0;
-	unsigned long long value = strtoull(text, &end, 10);
-	if (errno || *end || end == text || value < min || value > max)
-		return fail("see vaultfs(8)", "option %s has a bad value", name);
-	*out = value;
+	uint64_t u, g;
+
+	*asked = opts->mount_uid || opts->mount_gid;
+	if (!*asked)
+		return 0;
+	if (!opts->mount_uid || !opts->mount_gid)
+		return fail(NULL, "options mount_uid= and mount_gid= go together");
+	if (geteuid() != 0)
+		return fail("only root mounts for another user", "option mount_uid= needs root");
+	if (parse_count(opts->mount_uid, "mount_uid", 0, UINT32_MAX - 1, &u) ||
+	    parse_count(opts->mount_gid, "mount_gid", 0, UINT32_MAX - 1, &g))
+		return 1;
+	*uid = (uid_t)u;
+	*gid = (gid_t)g;
 	return 0;
+}
+
+/*
+ * Mount for one user: root mounts the FUSE file system itself, with user_id= and
+ * group_id= naming that user, so the kernel lets only them in (and everyone of an
+ * allow_other mount). The mountpoint is opened without following a link and checked to
+ * be the user's; the mount goes on that very directory (through /proc/self/fd), so a
+ * directory swapped in after the check mounts nothing anywhere else. Returns the
+ * /dev/fuse descriptor for fuse_session_mount("/dev/fd/N"), or -1 (reported).
+ */
+static int mount_for_user(const struct options *opts, uid_t uid, gid_t gid)
+{
+	unsigned long flags = MS_NOSUID | MS_NODEV | (opts->read_only ? MS_RDONLY : 0);
+	char target[64], data[160];
+	int dir_fd, fuse_fd = -1;
+	struct stat st;
+
+	dir_fd = open(opts->mountpoint, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dir_fd < 0 || fstat(dir_fd, &st) != 0) {
+		fail("give a directory, not a link", "cannot open mountpoint '%s': %s",
+		     opts->mountpoint, strerror(errno));
+		goto out_close;
+	}
+	if (uid != 0 && st.st_uid != uid) {
+		fail("mount on a directory the user owns", "mountpoint '%s' is not owned by uid %u",
+		     opts->mountpoint, (unsigned)uid);
+		goto out_close;
+	}
+	fuse_fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (fuse_fd < 0) {
+		fail("is the fuse module loaded?", "cannot open /dev/fuse: %s", strerror(errno));
+		goto out_close;
+	}
+	snprintf(target, sizeof(target), "/proc/self/fd/%d", dir_fd);
+	snprintf(data, sizeof(data), "fd=%d,rootmode=%o,user_id=%u,group_id=%u,"
+		 "default_permissions%s", fuse_fd, (unsigned)S_IFDIR, (unsigned)uid, (unsigned)gid,
+		 opts->allow_other ? ",allow_other" : "");
+	if (mount("vaultfs", target, "fuse.vaultfs", flags, data) != 0) {
+		fail(NULL, "cannot mount on '%s': %s", opts->mountpoint, strerror(errno));
+		close(fuse_fd);
+		fuse_fd = -1;
+	}
+out_close:
+	if (dir_fd >= 0)
+		close(dir_fd);
+	return fuse_fd;
+}
+
+/* The device of the mount at path, from the kernel's caches (no request to ourselves). */
+static dev_t mount_device(const char *path)
+{
+	struct statx stx;
+
+	/* Mask 0: root is not let into a user's mount, but may learn where it is. */
+	if (statx(AT_FDCWD, path, AT_STATX_DONT_SYNC | AT_SYMLINK_NOFOLLOW, 0, &stx) != 0)
+		return 0;
+	return makedev(stx.stx_dev_major, stx.stx_dev_minor);
+}
+
+/* Leaving on a signal: take down the mount made by mount_for_user - only if the path
+ * (opened without following a link) still is that mount. */
+static void unmount_own(const char *mountpoint, dev_t device)
+{
+	char target[64];
+	struct statx stx;
+	int fd = open(mountpoint, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (device && statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, 0, &stx) == 0 &&
+	    makedev(stx.stx_dev_major, stx.stx_dev_minor) == device) {
+		snprintf(target, sizeof(target), "/proc/self/fd/%d", fd);
+		if (umount2(target, MNT_DETACH) != 0)
+			log_warn("cannot unmount '%s': %s", mountpoint, strerror(errno));
+	}
+	close(fd);
+}
+
+/* A daemon the agent started reports on stderr until it is mounted; then it logs to
+ * syslog like a daemon and lets go of the pipe, which tells the agent it is up. */
+static void detach_output(void)
+{
+	int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	log_init("vaultfs", true, LOG_INFO);
+	if (null_fd < 0)
+		return;
+	dup2(null_fd, STDIN_FILENO);
+	dup2(null_fd, STDOUT_FILENO);
+	dup2(null_fd, STDERR_FILENO);
+	close(null_fd);
 }
 
 static int serve(struct vfs *vfs, struct fuse_args *args, const struct options *opts,
@@ -340,9 +472,16 @@ static int serve(struct vfs *vfs, struct fuse_args *args, const struct options *
 	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *session;
 	uint64_t threads = 10;
-	int status = 1;
+	char own_mount[32] = "";
+	dev_t own_device = 0;
+	bool for_user;
+	uid_t uid = 0;
+	gid_t gid = 0;
+	int status = 1, ended;
 
 	if (opts->max_threads && parse_count(opts->max_threads, "max_threads", 1, 256, &threads))
+		return 1;
+	if (mount_user(opts, &uid, &gid, &for_user))
 		return 1;
 	session = fuse_session_new(args, &vaultfs_ops, sizeof(vaultfs_ops), vfs);
 	if (!session)
@@ -350,14 +489,23 @@ static int serve(struct vfs *vfs, struct fuse_args *args, const struct options *
 	vfs->session = session;
 	if (fuse_set_signal_handlers(session) != 0)
 		goto out_destroy;
-	if (fuse_session_mount(session, opts->mountpoint) != 0) {
+	if (for_user) {
+		int fuse_fd = mount_for_user(opts, uid, gid);
+		if (fuse_fd < 0)
+			goto out_signals;
+		snprintf(own_mount, sizeof(own_mount), "/dev/fd/%d", fuse_fd);
+		own_device = mount_device(opts->mountpoint);
+	}
+	if (fuse_session_mount(session, own_mount[0] ? own_mount : opts->mountpoint) != 0) {
 		fail("see the message above", "cannot mount on '%s'", opts->mountpoint);
 		goto out_signals;
 	}
 	raise_readahead(opts->mountpoint);
 	if (fuse_daemonize(opts->foreground) != 0)
 		goto out_unmount;
-	if (!opts->foreground)
+	if (opts->lease)
+		detach_output();
+	else if (!opts->foreground)
 		log_init("vaultfs", true, LOG_INFO);
 	/* Threads only after fuse_daemonize: a fork keeps none of them. */
 	if (crew_start(&vfs->crew) != 0 || flusher_start(vfs) != 0)
@@ -376,8 +524,12 @@ static int serve(struct vfs *vfs, struct fuse_args *args, const struct options *
 	log_info("vault mounted");
 	/* The loop returns the number of the signal that ended it (SIGTERM, SIGINT, SIGHUP:
 	 * a clean exit), 0 after an unmount, or -errno. */
-	status = fuse_session_loop_mt(session, loop) < 0 ? 1 : 0;
+	ended = fuse_session_loop_mt(session, loop);
+	status = ended < 0 ? 1 : 0;
 	fuse_loop_cfg_destroy(loop);
+	/* libfuse unmounts what it mounted; a mount of our own we take down ourselves. */
+	if (ended > 0 && own_mount[0])
+		unmount_own(opts->mountpoint, own_device);
 	lease_stop(lease);
 	vfs_rekey_stop(vfs);
 out_flusher:
@@ -450,10 +602,10 @@ int main(int argc, char *argv[])
 		goto out_vault;
 	}
 	vfs.access = access;
-	/* Under a policy, the kernel must not answer lookups or stat from its caches: those
-	 * are shared by every user of an allow_other mount, and each user's access is
-	 * decided per request. */
-	if (access)
+	/* Under a policy, on a mount several users share (allow_other), the kernel must not
+	 * answer lookups or stat from its caches: each user's access is decided per request.
+	 * A mount only its owner may enter keeps them (revocation drops them). */
+	if (access && opts.allow_other)
 		vfs.entry_timeout = 0;
 	if (opts.budget_limit &&
 	    parse_count(opts.budget_limit, "budget_limit", 1, OBJECT_MAX_ENCRYPTIONS,
@@ -490,6 +642,9 @@ out_free:
 	free(opts.cipher);
 	free(opts.budget_limit);
 	free(opts.max_threads);
+	free(opts.lease);
+	free(opts.mount_uid);
+	free(opts.mount_gid);
 	free(opts.vault_dir);
 	free(opts.mountpoint);
 	fuse_opt_free_args(&args);

@@ -267,11 +267,14 @@ void vfs_rekey_stop(struct vfs *vfs);
 /* lease.c: mounting through the key agent. */
 struct lease;
 struct keysource;
-/* Ask the agent (socket_path NULL: the default) for a lease on dataset: returns the key
- * source holding its keys, the vault directory (malloc'd) and the access the gate uses.
- * -errno from the agent (EACCES: no role) or the transport. */
+/* Ask the agent (socket_path NULL: the default) for a lease on dataset - or, claim not 0,
+ * take the lease it made when it started this daemon: returns the key source holding its
+ * keys, the vault directory (malloc'd) and the access the gate uses. -errno from the
+ * agent (EACCES: no role; EPERM: not root and not started by the agent) or the
+ * transport. */
 int lease_acquire(struct lease **out, const char *socket_path, const char *dataset,
-		  struct keysource **keys, char **vault_dir, struct vfs_access **access);
+		  uint64_t claim, struct keysource **keys, char **vault_dir,
+		  struct vfs_access **access);
 /* Start renewing in the background; the mount's vfs must be set up. */
 int lease_start(struct lease *lease, struct vfs *vfs);
 /* Wipe keys and refuse everything from now on (idempotent). */

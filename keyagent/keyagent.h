@@ -7,6 +7,7 @@
 #ifndef VAULTFS_KEYAGENT_H
 #define VAULTFS_KEYAGENT_H
 
+#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,11 +42,26 @@ struct peer {
 	size_t group_count;
 };
 
+#define KEYAGENT_HOLDER_GROUPS_MAX 64
+
+/*
+ * A lease is held for a user (the holder: whose grants the mount carries, re-checked at
+ * every renewal) by a daemon. Root's own mounts are held and renewed by root. For a
+ * user's mount the agent starts the daemon itself (mounts.c): the lease is made first,
+ * only that daemon's pid may claim it (a LEASE naming its id), and root renews it. No
+ * other peer ever receives its keys.
+ */
 struct lease {
 	uint64_t id;                          /* random, never 0 */
 	char dataset[POLICY_NAME_MAX + 1];
 	uid_t uid;                            /* holder */
-	pid_t pid;
+	gid_t gid;
+	gid_t groups[KEYAGENT_HOLDER_GROUPS_MAX];   /* holder's supplementary groups */
+	size_t group_count;
+	uid_t renewer;                        /* who renews and releases it */
+	pid_t pid;                            /* the daemon */
+	bool started;                         /* the agent started the daemon (mounts.c) */
+	bool claimed;                         /* ... and the daemon took the keys */
 	struct timespec expires;              /* CLOCK_MONOTONIC */
 	const char *revoked;                  /* NULL, or why (static text) */
 	int revoked_error;                    /* what a renewal is refused with */
@@ -57,10 +73,14 @@ struct lease_table {
 	size_t capacity;
 };
 
-/* A new lease of ttl seconds; *id is random and unique. -ENOSPC when the table or the
- * uid's share of it is full, -ENOMEM. */
-int leases_add(struct lease_table *table, const char *dataset, uid_t uid, pid_t pid,
-	       unsigned ttl, uint64_t *id) __attribute__((warn_unused_result));
+/* A new lease of ttl seconds for holder (groups beyond KEYAGENT_HOLDER_GROUPS_MAX are
+ * dropped), renewed by renewer; *id is random and unique. -ENOSPC when the table or the
+ * holder's share of it is full, -ENOMEM. */
+int leases_add(struct lease_table *table, const char *dataset,
+	       const struct policy_principal *holder, uid_t renewer, pid_t pid, unsigned ttl,
+	       uint64_t *id) __attribute__((warn_unused_result));
+/* The holder as a principal for policy decisions (points into lease). */
+struct policy_principal leases_holder(const struct lease *lease);
 /* The lease with id, or NULL. Expired leases are dropped first. */
 struct lease *leases_find(struct lease_table *table, uint64_t id);
 /* Push expiry ttl seconds from now. */
@@ -79,6 +99,7 @@ void leases_clear(struct lease_table *table);
 struct client;
 struct rekey_job;
 struct keysource;
+struct mount_job;
 
 struct keyagent {
 	const char *config_path;
@@ -95,6 +116,7 @@ struct keyagent {
 	struct rekey_job *rekey_jobs;   /* list, at most one per dataset (rekey.c) */
 	int rekey_wake_fd;              /* eventfd: an offline worker finished (made by
 					   server_listen, closed by server_close) */
+	struct mount_job *mount_jobs;   /* daemons started for users (mounts.c) */
 	bool stopping;
 };
 
@@ -111,6 +133,37 @@ int server_listen(struct keyagent *agent) __attribute__((warn_unused_result));
 int server_run(struct keyagent *agent);
 /* server.c: close every client and the socket, unlinking it. */
 void server_close(struct keyagent *agent);
+/* server.c: send a deferred answer to client (closed if it cannot take it). */
+void server_answer(struct keyagent *agent, struct client *client,
+		   struct protocol_message *reply);
+
+/*
+ * mounts.c: the vaultfs daemons the agent starts for users' mounts (PROTOCOL_MOUNT).
+ * The request's answer is deferred until the daemon has mounted or failed.
+ */
+/* Start `vaultfs -f -o dataset=D,agent=SOCKET,lease=ID,mount_uid=U,mount_gid=G[,ro]
+ * MOUNTPOINT` for lease (in the table; its pid is set to the daemon's); client is
+ * answered with request_id later. -errno when nothing could be started. */
+int mounts_start(struct keyagent *agent, struct client *client, uint32_t request_id,
+		 const struct lease *lease, const char *mountpoint, bool read_only)
+	__attribute__((warn_unused_result));
+/* The stderr pipes of daemons still starting, for poll; how many were put in fds. */
+size_t mounts_poll_fds(struct keyagent *agent, struct pollfd *fds, size_t max);
+/* fd (from mounts_poll_fds) is readable or closed. */
+void mounts_output(struct keyagent *agent, int fd);
+/* SIGCHLD: reap the daemons that ended. */
+void mounts_reap(struct keyagent *agent);
+/* Whether a daemon the agent started serves (or starts for) dataset. */
+bool mounts_dataset_busy(struct keyagent *agent, const char *dataset);
+/* Unmount the mount the agent made at mountpoint for uid (0: for anyone). -ENOENT when
+ * it made none there, -EBUSY while files are open in it, -errno. */
+int mounts_unmount(struct keyagent *agent, uid_t uid, const char *mountpoint);
+/* client is gone: its answers are dropped. */
+void mounts_forget_client(struct keyagent *agent, const struct client *client);
+/* Kill and answer daemons that took too long to mount. */
+void mounts_check(struct keyagent *agent);
+/* Agent shutdown: forget the daemons (mounted ones keep serving). */
+void mounts_clear(struct keyagent *agent);
 
 /*
  * rekey.c: re-encrypting a dataset under its newest key version, one job per dataset.
@@ -154,11 +207,10 @@ void rekey_job_stop(struct keyagent *agent, const char *dataset, const char *why
 /* Agent shutdown: stop every worker (each run returns -ECANCELED), join, free all. */
 void rekey_jobs_clear(struct keyagent *agent);
 
-/* requests.c: answer one decoded request into reply (PROTOCOL_OK or PROTOCOL_ERROR),
- * logging it as one line. Returns the result (0 or -errno). */
-int requests_handle(struct keyagent *agent, const struct peer *peer,
+/* requests.c: answer one decoded request from client into reply (PROTOCOL_OK or
+ * PROTOCOL_ERROR), logging it as one line. Returns the result (0 or -errno), or
+ * -EINPROGRESS when the answer is deferred (a MOUNT: mounts.c sends it). */
+int requests_handle(struct keyagent *agent, struct client *client, const struct peer *peer,
 		    const struct protocol_message *request, struct protocol_message *reply);
-/* requests.c: the name of a request type for logs. */
-const char *requests_type_name(uint32_t type);
 
 #endif

@@ -43,9 +43,11 @@ static struct lease *find(struct lease_table *table, uint64_t id)
 	return NULL;
 }
 
-int leases_add(struct lease_table *table, const char *dataset, uid_t uid, pid_t pid,
-	       unsigned ttl, uint64_t *id)
+int leases_add(struct lease_table *table, const char *dataset,
+	       const struct policy_principal *holder, uid_t renewer, pid_t pid, unsigned ttl,
+	       uint64_t *id)
 {
+	uid_t uid = holder->uid;
 	struct lease *lease;
 	size_t held = 0;
 
@@ -72,11 +74,23 @@ int leases_add(struct lease_table *table, const char *dataset, uid_t uid, pid_t 
 	} while (lease->id == 0 || find(table, lease->id));
 	snprintf(lease->dataset, sizeof(lease->dataset), "%s", dataset);
 	lease->uid = uid;
+	lease->gid = holder->gid;
+	lease->group_count = holder->group_count < KEYAGENT_HOLDER_GROUPS_MAX
+		? holder->group_count : KEYAGENT_HOLDER_GROUPS_MAX;
+	if (lease->group_count)
+		memcpy(lease->groups, holder->groups, lease->group_count * sizeof(gid_t));
+	lease->renewer = renewer;
 	lease->pid = pid;
 	leases_renew(lease, ttl);
 	table->count++;
 	*id = lease->id;
 	return 0;
+}
+
+struct policy_principal leases_holder(const struct lease *lease)
+{
+	return (struct policy_principal){ lease->uid, lease->gid, lease->groups,
+					  lease->group_count };
 }
 
 struct lease *leases_find(struct lease_table *table, uint64_t id)

@@ -78,6 +78,9 @@ void keyagent_signal(struct keyagent *agent, int signo)
 	case SIGHUP:
 		(void)keyagent_reload(agent, why, sizeof(why));
 		break;
+	case SIGCHLD:
+		mounts_reap(agent);
+		break;
 	case SIGTERM:
 	case SIGINT:
 		log_info("stopping on signal %d: wiping keys", signo);
@@ -147,6 +150,7 @@ static int signals_open(struct keyagent *agent)
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return -errno;
 	agent->signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);

@@ -30,6 +30,7 @@
 /* What one request is about, for its log line. */
 struct request {
 	struct keyagent *agent;
+	struct client *client;
 	const struct peer *peer;
 	const struct protocol_message *in;
 	struct protocol_message *out;
@@ -41,27 +42,6 @@ struct request {
 static void about(struct request *r, const char *dataset)
 {
 	snprintf(r->dataset, sizeof(r->dataset), "%s", dataset);
-}
-
-const char *requests_type_name(uint32_t type)
-{
-	switch (type) {
-	case PROTOCOL_UNLOCK: return "unlock";
-	case PROTOCOL_STATUS: return "status";
-	case PROTOCOL_DATASET_CREATE: return "dataset-create";
-	case PROTOCOL_DATASET_LIST: return "dataset-list";
-	case PROTOCOL_LEASE: return "lease";
-	case PROTOCOL_RENEW: return "renew";
-	case PROTOCOL_RELEASE: return "release";
-	case PROTOCOL_REVOKE: return "revoke";
-	case PROTOCOL_KEY_ROTATE: return "key-rotate";
-	case PROTOCOL_KEY_RETIRE: return "key-retire";
-	case PROTOCOL_KEY_SHRED: return "key-shred";
-	case PROTOCOL_KEK_ROTATE: return "kek-rotate";
-	case PROTOCOL_POLICY_RELOAD: return "policy-reload";
-	case PROTOCOL_REKEY: return "rekey";
-	default: return "unknown";
-	}
 }
 
 __attribute__((format(printf, 3, 4)))
@@ -187,15 +167,16 @@ static int load_keys(struct request *r, const struct keystore_dataset *ds)
 	return 0;
 }
 
-/* The grants on the dataset in force now into out->grants, and the peer's mode at the
- * root (POLICY_NONE: no data grant now). */
-static int load_grants(struct request *r, const char *name, enum policy_mode *mode)
+/* The grants on the dataset in force now into out->grants, and who's mode at the root
+ * (POLICY_NONE: no data grant now). */
+static int load_grants(struct request *r, const char *name, const struct policy_principal *who,
+		       enum policy_mode *mode)
 {
 	int err = policy_dataset_grants(r->agent->config.policy, name, &r->ctx, &r->out->grants);
 
 	if (err)
 		return fail(r, err, "cannot evaluate the policy: %s", strerror(-err));
-	*mode = policy_grants_mode(&r->out->grants, &r->who, "", true);
+	*mode = policy_grants_mode(&r->out->grants, who, "", true);
 	if (r->out->grants.count > PROTOCOL_GRANTS_MAX)
 		return fail(r, -E2BIG, "dataset '%s' has more than %d grants: the protocol "
 			    "cannot carry them", name, PROTOCOL_GRANTS_MAX);
@@ -431,12 +412,31 @@ out_free:
 	return err;
 }
 
+/* A daemon the agent started takes the keys of the lease made for it (mounts.c): only
+ * that process (its pid, running as root) may, and only once. */
+static int claim(struct request *r, const struct keystore_dataset *ds, struct lease **out)
+{
+	struct lease *lease = leases_find(&r->agent->leases, r->in->lease_id);
+
+	if (!lease || !lease->started || lease->claimed || r->peer->uid != 0 ||
+	    lease->pid != r->peer->pid || strcmp(lease->dataset, ds->name) != 0)
+		return fail(r, -EPERM, "no lease of dataset '%s' waits for this process",
+			    ds->name);
+	if (lease->revoked)
+		return fail(r, lease->revoked_error, "the lease on dataset '%s' was %s",
+			    lease->dataset, lease->revoked);
+	*out = lease;
+	return 0;
+}
+
 static int do_lease(struct request *r)
 {
 	struct keyagent *agent = r->agent;
 	const char *name = r->in->name;
 	struct protocol_message *out = r->out;
 	struct keystore_dataset ds = { 0 };
+	struct lease *claimed = NULL;
+	struct policy_principal holder = r->who;
 	enum policy_mode mode;
 	int err;
 
@@ -447,10 +447,22 @@ static int do_lease(struct request *r)
 	if (r->in->text[0] && strcmp(r->in->text, agent->host) != 0)
 		log_debug("uid %u asked for a lease as host '%s'", (unsigned)r->peer->uid,
 			  r->in->text);
-	if ((err = load_grants(r, name, &mode)))
+	if (r->in->lease_id) {
+		if ((err = claim(r, &ds, &claimed)))
+			goto out_release;
+		holder = leases_holder(claimed);
+	}
+	if ((err = load_grants(r, name, &holder, &mode)))
 		goto out_release;
 	if (mode == POLICY_NONE) {
 		err = fail(r, -EACCES, "no role grants you dataset '%s' now", name);
+		goto out_release;
+	}
+	if (!claimed && r->peer->uid != 0) {
+		/* Keys never reach a process a user controls: with them and a copy of the
+		 * backing store every rule the daemon enforces would be moot. */
+		err = fail(r, -EPERM, "dataset keys go only to mount daemons: mount it with "
+			   "'vaultctl mount %s MOUNTPOINT'", name);
 		goto out_release;
 	}
 	/* The worker holds the vault: a mount now would wait on its lock or fight it. */
@@ -461,11 +473,17 @@ static int do_lease(struct request *r)
 	}
 	if ((err = vault_dir(r, name, out->path, sizeof(out->path))) || (err = load_keys(r, &ds)))
 		goto out_release;
-	err = leases_add(&agent->leases, name, r->peer->uid, r->peer->pid,
-			 agent->config.lease_ttl, &out->lease_id);
-	if (err) {
-		fail(r, err, "too many leases are held: release unused mounts");
-		goto out_release;
+	if (claimed) {
+		claimed->claimed = true;
+		leases_renew(claimed, agent->config.lease_ttl);
+		out->lease_id = claimed->id;
+	} else {
+		err = leases_add(&agent->leases, name, &holder, r->peer->uid, r->peer->pid,
+				 agent->config.lease_ttl, &out->lease_id);
+		if (err) {
+			fail(r, err, "too many leases are held: release unused mounts");
+			goto out_release;
+		}
 	}
 	out->ttl = agent->config.lease_ttl;
 	out->version = ds.newest;
@@ -487,7 +505,7 @@ static int do_renew(struct request *r)
 	int err;
 
 	lease = leases_find(&agent->leases, r->in->lease_id);
-	if (!lease || lease->uid != r->peer->uid)
+	if (!lease || lease->renewer != r->peer->uid || (lease->started && !lease->claimed))
 		return fail(r, -EACCES, "no such lease: it expired or the agent restarted; "
 			    "mount again");
 	about(r, lease->dataset);
@@ -506,7 +524,8 @@ static int do_renew(struct request *r)
 		return fail(r, -EACCES, "the lease on dataset '%s' was %s", lease->dataset,
 			    lease->revoked);
 	}
-	if ((err = load_grants(r, lease->dataset, &mode)))
+	struct policy_principal holder = leases_holder(lease);
+	if ((err = load_grants(r, lease->dataset, &holder, &mode)))
 		goto out_release;
 	if (mode == POLICY_NONE) {
 		leases_revoke(lease, -EACCES, "revoked: no role grants it now (role removed or "
@@ -527,11 +546,92 @@ out_release:
 	return err;
 }
 
+/* The mountpoint of a user's mount: an absolute path to a directory the caller owns
+ * (root: any), not a link, nothing mounted on it. Whatever else is wrong is one answer,
+ * so that the agent's view tells a user nothing about paths they cannot see. The daemon
+ * checks again on the directory it opens, so a swap after this check mounts nothing
+ * anywhere else. */
+static int check_mountpoint(struct request *r, const char *path)
+{
+	char parent[PROTOCOL_PATH_MAX + 4];
+	struct stat st, up;
+
+	if (path[0] != '/')
+		return fail(r, -EINVAL, "mountpoint '%s' is not an absolute path", path);
+	/* Root is kept out of a user's FUSE mount: EACCES, or ENOTCONN for a dead one. */
+	if (lstat(path, &st) < 0 && (errno == EACCES || errno == ENOTCONN))
+		return fail(r, -EBUSY, "mountpoint '%s' is busy: something is mounted there "
+			    "already", path);
+	if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode) ||
+	    (r->peer->uid != 0 && st.st_uid != r->peer->uid))
+		return fail(r, -EPERM, "mountpoint '%s' is not a directory of yours: create one "
+			    "you own", path);
+	snprintf(parent, sizeof(parent), "%s/..", path);
+	if (stat(parent, &up) == 0 && (up.st_dev != st.st_dev || up.st_ino == st.st_ino))
+		return fail(r, -EBUSY, "mountpoint '%s' is busy: something is mounted there "
+			    "already", path);
+	return 0;
+}
+
+static int do_mount(struct request *r)
+{
+	struct keyagent *agent = r->agent;
+	const char *name = r->in->name;
+	struct keystore_dataset ds = { 0 };
+	enum policy_mode mode;
+	struct lease *lease;
+	uint64_t id;
+	int err;
+
+	about(r, name);
+	if ((err = sealed(r)) || (err = dataset_get(r, name, &ds)))
+		return err;
+	keystore_dataset_release(&ds);
+	if ((err = load_grants(r, name, &r->who, &mode)))
+		return err;
+	if (mode == POLICY_NONE)
+		return fail(r, -EACCES, "no role grants you dataset '%s' now", name);
+	if (rekey_offline_busy(agent, name))
+		return fail(r, -EBUSY, "dataset '%s' is being rekeyed offline: retry when "
+			    "'vaultctl rekey %s' finishes", name, name);
+	if (mounts_dataset_busy(agent, name))
+		return fail(r, -EBUSY, "dataset '%s' is mounted on this host already: a dataset "
+			    "has one mount at a time (ask for a shared mount)", name);
+	if ((err = check_mountpoint(r, r->in->path)))
+		return err;
+	/* Held for the caller, renewed by root: the daemon the agent starts. */
+	err = leases_add(&agent->leases, name, &r->who, 0, 0, agent->config.lease_ttl, &id);
+	if (err)
+		return fail(r, err, "too many leases are held: unmount unused mounts");
+	lease = leases_find(&agent->leases, id);
+	lease->started = true;
+	err = mounts_start(agent, r->client, r->in->id, lease, r->in->path,
+			   r->in->mode == POLICY_RO);
+	if (err) {
+		leases_remove(&agent->leases, lease);
+		return fail(r, err, "cannot start the vaultfs daemon: %s", strerror(-err));
+	}
+	return -EINPROGRESS;
+}
+
+static int do_unmount(struct request *r)
+{
+	int err = mounts_unmount(r->agent, r->peer->uid, r->in->path);
+
+	if (err == -ENOENT)
+		return fail(r, err, "the agent made no mount of yours at '%s'", r->in->path);
+	if (err == -EBUSY)
+		return fail(r, err, "'%s' is busy: close the files open in it first", r->in->path);
+	if (err)
+		return fail(r, err, "cannot unmount '%s': %s", r->in->path, strerror(-err));
+	return 0;
+}
+
 static int do_release(struct request *r)
 {
 	struct lease *lease = leases_find(&r->agent->leases, r->in->lease_id);
 
-	if (!lease || lease->uid != r->peer->uid)
+	if (!lease || lease->renewer != r->peer->uid)
 		return fail(r, -ENOENT, "no such lease");
 	about(r, lease->dataset);
 	leases_remove(&r->agent->leases, lease);
@@ -840,11 +940,12 @@ static int do_policy_reload(struct request *r)
 	return 0;
 }
 
-int requests_handle(struct keyagent *agent, const struct peer *peer,
+int requests_handle(struct keyagent *agent, struct client *client, const struct peer *peer,
 		    const struct protocol_message *request, struct protocol_message *reply)
 {
 	struct request r = {
 		.agent = agent,
+		.client = client,
 		.peer = peer,
 		.in = request,
 		.out = reply,
@@ -869,6 +970,8 @@ int requests_handle(struct keyagent *agent, const struct peer *peer,
 	case PROTOCOL_RENEW: err = do_renew(&r); break;
 	case PROTOCOL_RELEASE: err = do_release(&r); break;
 	case PROTOCOL_REVOKE: err = do_revoke(&r); break;
+	case PROTOCOL_MOUNT: err = do_mount(&r); break;
+	case PROTOCOL_UNMOUNT: err = do_unmount(&r); break;
 	case PROTOCOL_KEY_ROTATE: err = do_key_rotate(&r); break;
 	case PROTOCOL_KEY_RETIRE: err = do_key_retire(&r); break;
 	case PROTOCOL_KEY_SHRED: err = do_key_shred(&r); break;
@@ -879,7 +982,7 @@ int requests_handle(struct keyagent *agent, const struct peer *peer,
 		err = fail(&r, -EOPNOTSUPP, "not a request the agent answers");
 		break;
 	}
-	if (err) {
+	if (err && err != -EINPROGRESS) {
 		/* Nothing of a refused answer is sent but its error and text. */
 		struct protocol_message failure = { .type = PROTOCOL_ERROR, .error = err };
 		memcpy(failure.text, reply->text, sizeof(failure.text));
@@ -889,9 +992,9 @@ int requests_handle(struct keyagent *agent, const struct peer *peer,
 	/* vaultctl asks how a rekey goes four times a second: those are not news. */
 	log_msg(request->type == PROTOCOL_REKEY && request->version && !err ? LOG_DEBUG : LOG_INFO,
 		"uid %u pid %d: %s%s%s%s: %s", (unsigned)peer->uid, (int)peer->pid,
-		requests_type_name(request->type), r.dataset[0] ? " '" : "", r.dataset,
+		protocol_type_name(request->type), r.dataset[0] ? " '" : "", r.dataset,
 		r.dataset[0] ? "'" : "",
-		err ? strerror(-err) : "ok");
+		err == -EINPROGRESS ? "daemon started" : err ? strerror(-err) : "ok");
 	/* A released lease may have been an online run's mount. */
 	if (request->type == PROTOCOL_RELEASE || request->type == PROTOCOL_REVOKE)
 		rekey_jobs_check(agent);

@@ -34,6 +34,7 @@
 #define GROUPS_MAX 65536
 #define POLL_INTERVAL_MS 1000
 #define FIXED_FDS 3                /* signals, listening socket, rekey wake-ups */
+#define MOUNT_FDS_MAX 64           /* daemons starting at once that are watched */
 
 struct client {
 	int fd;
@@ -226,6 +227,7 @@ static void client_free(struct client *client)
 
 static void close_client(struct keyagent *agent, size_t i)
 {
+	mounts_forget_client(agent, agent->clients[i]);
 	client_free(agent->clients[i]);
 	agent->clients[i] = NULL;
 }
@@ -330,15 +332,38 @@ static int client_frame(struct keyagent *agent, struct client *client)
 				 (unsigned)client->peer.uid, (int)client->peer.pid);
 		return err;
 	}
-	(void)requests_handle(agent, &client->peer, &request, &reply);
+	err = requests_handle(agent, client, &client->peer, &request, &reply);
 	reply.id = request.id;
 	protocol_message_release(&request);
+	if (err == -EINPROGRESS) {
+		/* Answered later (mounts.c), through server_answer. */
+		protocol_message_release(&reply);
+		return 0;
+	}
 	err = send_reply(client, &reply);
 	protocol_message_release(&reply);
 	if (err)
 		log_info("the answer to uid %u pid %d was not taken (%s): connection closed",
 			 (unsigned)client->peer.uid, (int)client->peer.pid, strerror(-err));
 	return err;
+}
+
+void server_answer(struct keyagent *agent, struct client *client,
+		   struct protocol_message *reply)
+{
+	int err = send_reply(client, reply);
+
+	protocol_message_release(reply);
+	if (!err)
+		return;
+	log_info("the answer to uid %u pid %d was not taken (%s): connection closed",
+		 (unsigned)client->peer.uid, (int)client->peer.pid, strerror(-err));
+	for (size_t i = 0; i < KEYAGENT_CLIENTS_MAX; i++) {
+		if (agent->clients[i] == client) {
+			close_client(agent, i);
+			agent->client_count--;
+		}
+	}
 }
 
 /* Read what is there without blocking. Returns 0 to keep the client, -errno to close it. */
@@ -430,11 +455,11 @@ static void read_signals(struct keyagent *agent)
 
 int server_run(struct keyagent *agent)
 {
-	struct pollfd fds[FIXED_FDS + KEYAGENT_CLIENTS_MAX];
+	struct pollfd fds[FIXED_FDS + KEYAGENT_CLIENTS_MAX + MOUNT_FDS_MAX];
 	struct client *polled[KEYAGENT_CLIENTS_MAX];
 
 	while (!agent->stopping) {
-		nfds_t n = FIXED_FDS;
+		nfds_t n = FIXED_FDS, clients_end;
 		int ready;
 
 		fds[0] = (struct pollfd){ .fd = agent->signal_fd, .events = POLLIN };
@@ -446,6 +471,8 @@ int server_run(struct keyagent *agent)
 			polled[n - FIXED_FDS] = agent->clients[i];
 			fds[n++] = (struct pollfd){ .fd = agent->clients[i]->fd, .events = POLLIN };
 		}
+		clients_end = n;
+		n += mounts_poll_fds(agent, fds + n, MOUNT_FDS_MAX);
 		ready = poll(fds, n, POLL_INTERVAL_MS);
 		if (ready < 0 && errno != EINTR)
 			return -errno;
@@ -454,7 +481,10 @@ int server_run(struct keyagent *agent)
 				read_signals(agent);
 			if (agent->stopping)
 				break;
-			for (nfds_t k = FIXED_FDS; k < n; k++) {
+			for (nfds_t k = clients_end; k < n; k++)
+				if (fds[k].revents)
+					mounts_output(agent, fds[k].fd);
+			for (nfds_t k = FIXED_FDS; k < clients_end; k++) {
 				size_t i;
 
 				if (!fds[k].revents)
@@ -476,6 +506,7 @@ int server_run(struct keyagent *agent)
 		leases_expire(&agent->leases);
 		/* Finished workers, and online runs whose mount went away. */
 		rekey_jobs_check(agent);
+		mounts_check(agent);
 	}
 	return 0;
 }
@@ -484,6 +515,7 @@ void server_close(struct keyagent *agent)
 {
 	/* Running offline workers are told to stop and joined before anything goes. */
 	rekey_jobs_clear(agent);
+	mounts_clear(agent);
 	if (agent->rekey_wake_fd >= 0) {
 		close(agent->rekey_wake_fd);
 		agent->rekey_wake_fd = -1;

@@ -38,6 +38,7 @@ enum agent_key {
 	AGENT_DATA_ROOT,
 	AGENT_KEK,
 	AGENT_LEASE_TTL,
+	AGENT_VAULTFS,
 	AGENT_KEY_COUNT,
 };
 
@@ -48,6 +49,7 @@ static const char *const agent_keys[AGENT_KEY_COUNT] = {
 	[AGENT_DATA_ROOT] = "data_root",
 	[AGENT_KEK] = "kek",
 	[AGENT_LEASE_TTL] = "lease_ttl",
+	[AGENT_VAULTFS] = "vaultfs",
 };
 
 static const char *const role_keys[] = {
@@ -424,6 +426,9 @@ static void agent_setting(struct parse *parse, const char *key, const char *valu
 	case AGENT_LEASE_TTL:
 		set_lease_ttl(parse, value);
 		break;
+	case AGENT_VAULTFS:
+		set_absolute_path(parse, key, &config->vaultfs_path, value);
+		break;
 	case AGENT_KEY_COUNT:
 		abort();
 	}
@@ -615,6 +620,7 @@ void config_release(struct config *config)
 	free(config->socket_path);
 	free(config->keystore_path);
 	free(config->data_root);
+	free(config->vaultfs_path);
 	free(config->kek_arg);
 	policy_free(config->policy);
 	memset(config, 0, sizeof(*config));

@@ -11,6 +11,8 @@
  *   data_root = /var/lib/vaultfs/vaults    (vault directories, one per dataset)
  *   kek = passphrase | keyfile:PATH | credential:NAME
  *   lease_ttl = 30                         (seconds, 5..86400)
+ *   vaultfs = /usr/bin/vaultfs             (the daemon the agent starts for users'
+ *                                           mounts; default: the installed one)
  *
  *   [role analysts]
  *   users = alice, 1001                    (names or numeric ids; repeatable)
@@ -44,6 +46,7 @@ struct config {
 	enum config_kek_source kek_source;
 	char *kek_arg;
 	unsigned lease_ttl;
+	char *vaultfs_path;      /* NULL: the default */
 	struct policy *policy;   /* owned */
 };
 

@@ -73,6 +73,8 @@ enum {
 	T_KEK_ROTATE = 1u << 13,
 	T_POLICY_RELOAD = 1u << 14,
 	T_REKEY = 1u << 15,
+	T_MOUNT = 1u << 16,
+	T_UNMOUNT = 1u << 17,
 };
 
 static uint32_t type_bit(uint32_t type)
@@ -94,7 +96,34 @@ static uint32_t type_bit(uint32_t type)
 	case PROTOCOL_KEK_ROTATE: return T_KEK_ROTATE;
 	case PROTOCOL_POLICY_RELOAD: return T_POLICY_RELOAD;
 	case PROTOCOL_REKEY: return T_REKEY;
+	case PROTOCOL_MOUNT: return T_MOUNT;
+	case PROTOCOL_UNMOUNT: return T_UNMOUNT;
 	default: return 0;
+	}
+}
+
+const char *protocol_type_name(uint32_t type)
+{
+	switch (type) {
+	case PROTOCOL_OK: return "ok";
+	case PROTOCOL_ERROR: return "error";
+	case PROTOCOL_UNLOCK: return "unlock";
+	case PROTOCOL_STATUS: return "status";
+	case PROTOCOL_DATASET_CREATE: return "dataset-create";
+	case PROTOCOL_DATASET_LIST: return "dataset-list";
+	case PROTOCOL_LEASE: return "lease";
+	case PROTOCOL_RENEW: return "renew";
+	case PROTOCOL_RELEASE: return "release";
+	case PROTOCOL_REVOKE: return "revoke";
+	case PROTOCOL_MOUNT: return "mount";
+	case PROTOCOL_UNMOUNT: return "unmount";
+	case PROTOCOL_KEY_ROTATE: return "key-rotate";
+	case PROTOCOL_KEY_RETIRE: return "key-retire";
+	case PROTOCOL_KEY_SHRED: return "key-shred";
+	case PROTOCOL_KEK_ROTATE: return "kek-rotate";
+	case PROTOCOL_POLICY_RELOAD: return "policy-reload";
+	case PROTOCOL_REKEY: return "rekey";
+	default: return "unknown";
 	}
 }
 
@@ -115,18 +144,20 @@ struct field_spec {
 };
 
 #define NAME_TYPES (T_DATASET_CREATE | T_LEASE | T_KEY_ROTATE | T_KEY_RETIRE | T_KEY_SHRED | \
-		    T_REKEY)
+		    T_REKEY | T_MOUNT)
 
 static const struct field_spec field_specs[] = {
 	/* tag, min, max length, allowed in, required in, repeatable, at most */
 	{ TAG_ERROR, 4, 4, T_ERROR, T_ERROR, false, 1 },
 	{ TAG_NAME, 1, POLICY_NAME_MAX, NAME_TYPES | T_REVOKE, NAME_TYPES, false, 1 },
 	{ TAG_TEXT, 1, PROTOCOL_TEXT_MAX, T_OK | T_ERROR | T_LEASE, 0, false, 1 },
-	{ TAG_PATH, 1, PROTOCOL_PATH_MAX, T_OK, 0, false, 1 },
-	{ TAG_LEASE_ID, 8, 8, T_OK | T_RENEW | T_RELEASE | T_REVOKE, T_RENEW | T_RELEASE, false, 1 },
+	{ TAG_PATH, 1, PROTOCOL_PATH_MAX, T_OK | T_MOUNT | T_UNMOUNT, T_MOUNT | T_UNMOUNT, false,
+	  1 },
+	{ TAG_LEASE_ID, 8, 8, T_OK | T_LEASE | T_RENEW | T_RELEASE | T_REVOKE, T_RENEW | T_RELEASE,
+	  false, 1 },
 	{ TAG_TTL, 4, 4, T_OK, 0, false, 1 },
 	{ TAG_VERSION, 4, 4, T_OK | T_KEY_RETIRE | T_REKEY, T_KEY_RETIRE, false, 1 },
-	{ TAG_MODE, 4, 4, T_OK, 0, false, 1 },
+	{ TAG_MODE, 4, 4, T_OK | T_MOUNT, 0, false, 1 },
 	{ TAG_SECRET, 1, PROTOCOL_SECRET_MAX, T_UNLOCK | T_KEK_ROTATE, T_UNLOCK | T_KEK_ROTATE,
 	  false, 1 },
 	{ TAG_KEY, KEY_FIELD_LEN, KEY_FIELD_LEN, T_OK, 0, true, PROTOCOL_KEYS_MAX },

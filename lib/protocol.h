@@ -47,12 +47,20 @@ enum protocol_type {
 	PROTOCOL_STATUS = 11,          /* -> text: "sealed" or "unsealed" */
 	PROTOCOL_DATASET_CREATE = 20,  /* name -> path (vault directory) */
 	PROTOCOL_DATASET_LIST = 21,    /* -> names */
-	PROTOCOL_LEASE = 30,           /* name, text: host -> lease_id, ttl, path, keys,
-					  version (newest), grants, mode (caller's) */
+	PROTOCOL_LEASE = 30,           /* name, text: host [, lease_id: claim the lease the
+					  agent made when it started this daemon] -> lease_id,
+					  ttl, path, keys, version (newest), grants, mode (the
+					  holder's). Answered only to root and to daemons the
+					  agent started: never to a user's process */
 	PROTOCOL_RENEW = 31,           /* lease_id [, rekey: the daemon's progress] -> ttl,
 					  grants, keys (new versions) [, rekey: REQUESTED] */
 	PROTOCOL_RELEASE = 32,         /* lease_id -> (nothing): unmounted */
 	PROTOCOL_REVOKE = 33,          /* name (all leases of a dataset) or lease_id */
+	PROTOCOL_MOUNT = 34,           /* name, path: mountpoint [, mode: RO for a read-only
+					  mount] -> text: the agent starts vaultfs for the
+					  caller and answers once it is mounted (or failed) */
+	PROTOCOL_UNMOUNT = 35,         /* path: mountpoint of a mount the agent made for the
+					  caller (root: for anyone) */
 	PROTOCOL_KEY_ROTATE = 40,      /* name -> version */
 	PROTOCOL_KEY_RETIRE = 41,      /* name, version */
 	PROTOCOL_KEY_SHRED = 42,       /* name */
@@ -112,6 +120,9 @@ struct protocol_message {
 	struct policy_grants grants;    /* owned */
 	struct protocol_rekey rekey;
 };
+
+/* The name of a message type for logs and tools ("lease", "key-rotate"; "unknown"). */
+const char *protocol_type_name(uint32_t type);
 
 /* Wipe and free everything a message owns, and zero it. */
 void protocol_message_release(struct protocol_message *msg);

@@ -1,8 +1,12 @@
 /*
- * vaultctl mount: mount a dataset through the key agent by running vaultfs with
- * '-o dataset=NAME[,agent=SOCKET][,OPTIONS] MOUNTPOINT'. vaultctl becomes vaultfs
- * (exec), so vaultfs's messages and exit status are the command's. vaultfs is $VAULTFS
- * when set, else the one of the build tree next to this vaultctl, else 'vaultfs' in PATH.
+ * vaultctl mount: mount a dataset through the key agent. A user asks the agent (MOUNT),
+ * which checks the policy and the mountpoint and starts the vaultfs daemon itself, so
+ * the dataset's keys never reach a process the user controls; the answer comes once the
+ * daemon has mounted for that user alone, or failed. Root, an operator, runs vaultfs
+ * with '-o dataset=NAME[,agent=SOCKET][,OPTIONS] MOUNTPOINT' itself: vaultctl becomes
+ * vaultfs (exec), so vaultfs's messages and exit status are the command's. vaultfs is
+ * $VAULTFS when set, else the one of the build tree next to this vaultctl, else
+ * 'vaultfs' in PATH.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/protocol.h"
 #include "tools/vaultctl.h"
 
 /* Where vaultfs sits relative to vaultctl in the build tree (tools/ and fs/). */
@@ -25,8 +30,10 @@ static const char help[] =
 	"Mount dataset NAME at MOUNTPOINT with vaultfs(8): the key agent checks your roles,\n"
 	"leases the dataset's keys and names its vault directory. The mount loses its keys\n"
 	"when the lease is revoked or cannot be renewed. Unmount with 'vaultctl umount'.\n\n"
-	"  -o OPTIONS   vaultfs mount options, comma-separated (ro, allow_other,\n"
-	"               auto_unmount, max_threads=N, ...); repeatable\n"
+	"A user's mount is made by the key agent, on a directory the user owns, and only\n"
+	"that user may enter it; the only option is ro. Root runs vaultfs itself and may\n"
+	"pass any vaultfs option (allow_other for a shared mount, max_threads=N, ...).\n\n"
+	"  -o OPTIONS   mount options, comma-separated; repeatable\n"
 	"  -h, --help   show this text\n\n"
 	"The agent's socket (global option --agent) is passed on as -o agent=SOCKET.\n";
 
@@ -65,6 +72,50 @@ static int check_options(const char *options)
 			break;
 		}
 	}
+	free(copy);
+	return status;
+}
+
+/* A user's mount: the agent starts the daemon. Only 'ro' means anything here. */
+static int mount_through_agent(const char *name, const char *mountpoint, const char *options)
+{
+	struct protocol_message request = { .type = PROTOCOL_MOUNT }, reply = { 0 };
+	char *copy = options ? strdup(options) : NULL, *save = NULL, *option;
+	char *path = NULL;
+	int status = 0;
+
+	if (options && !copy)
+		return vaultctl_error("out of memory");
+	for (option = copy ? strtok_r(copy, ",", &save) : NULL; option && status == 0;
+	     option = strtok_r(NULL, ",", &save)) {
+		if (strcmp(option, "ro") == 0)
+			request.mode = POLICY_RO;
+		else if (strcmp(option, "allow_other") == 0)
+			status = vaultctl_error("a mount shared with other users is made by root: "
+						"ask an administrator");
+		else
+			status = vaultctl_error("option '%s' is for root's mounts: a user's mount "
+						"takes only 'ro'", option);
+	}
+	if (status)
+		goto out_free;
+	path = realpath(mountpoint, NULL);
+	if (!path) {
+		status = vaultctl_error("mountpoint '%s': %s: create a directory of yours first",
+					mountpoint, strerror(errno));
+		goto out_free;
+	}
+	if (strlen(path) > PROTOCOL_PATH_MAX) {
+		status = vaultctl_error("mountpoint '%s' is too long", mountpoint);
+		goto out_free;
+	}
+	snprintf(request.name, sizeof(request.name), "%s", name);
+	snprintf(request.path, sizeof(request.path), "%s", path);
+	status = vaultctl_agent_request(&request, &reply, "mount", name, NULL);
+	if (status == 0)
+		protocol_message_release(&reply);
+out_free:
+	free(path);
 	free(copy);
 	return status;
 }
@@ -145,6 +196,10 @@ int cmd_mount(int argc, char *argv[])
 	status = vaultctl_check_dataset_name(synopsis, name);
 	if (status != 0)
 		goto out_free;
+	if (getuid() != 0) {
+		status = mount_through_agent(name, argv[optind + 1], user_options);
+		goto out_free;
+	}
 	if (asprintf(&mount_options, "dataset=%s%s%s%s%s", name,
 		     vaultctl_agent_socket_chosen() ? ",agent=" : "",
 		     vaultctl_agent_socket_chosen() ? vaultctl_agent_socket() : "",

@@ -1,6 +1,7 @@
 /*
  * vaultctl umount: unmount a mounted vault. Root calls umount2(2) directly; anyone else
- * goes through the setuid helper fusermount3 -u, as FUSE requires. The mount table is
+ * asks the key agent first (it unmounts what it mounted for that user) and otherwise goes
+ * through the setuid helper fusermount3 -u, as FUSE requires. The mount table is
  * checked first so that a path which is not a FUSE mount gets a clear answer, and so that a
  * mount whose daemon died (stat fails with ENOTCONN) can still be unmounted.
  */
@@ -16,6 +17,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "lib/agent.h"
+#include "lib/protocol.h"
+#include "lib/secret.h"
 #include "tools/vaultctl.h"
 
 #define MOUNTINFO_PATH "/proc/self/mountinfo"
@@ -151,6 +155,33 @@ static int report_umount_error(int err, const char *mountpoint)
 	return vaultctl_error("cannot unmount '%s': %s", mountpoint, strerror(err));
 }
 
+/* A mount the key agent made for this user: the agent takes it down. Returns -ENOENT
+ * when the agent made none there (or cannot be reached), else an exit status. */
+static int agent_unmount(const char *mountpoint)
+{
+	struct protocol_message request = { .type = PROTOCOL_UNMOUNT }, reply = { 0 };
+	struct agent *agent;
+	int err;
+
+	if (strlen(mountpoint) > PROTOCOL_PATH_MAX || secret_init() != 0)
+		return -ENOENT;
+	snprintf(request.path, sizeof(request.path), "%s", mountpoint);
+	if (agent_connect(&agent, vaultctl_agent_socket()) != 0)
+		return -ENOENT;
+	err = agent_call(agent, &request, &reply);
+	agent_close(agent);
+	if (err == -ENOENT || err == -ECONNRESET || err == -ETIMEDOUT) {
+		err = -ENOENT;
+	} else if (err == -EBUSY) {
+		err = report_umount_error(EBUSY, mountpoint);
+	} else if (err) {
+		err = vaultctl_error("cannot unmount '%s': %s", mountpoint,
+				     reply.text[0] ? reply.text : strerror(-err));
+	}
+	protocol_message_release(&reply);
+	return err;
+}
+
 /* Run fusermount3 -u; it prints its own reason on failure. */
 static int run_fusermount(const char *mountpoint)
 {
@@ -246,7 +277,9 @@ int cmd_umount(int argc, char *argv[])
 		else
 			status = VAULTCTL_EXIT_OK;
 	} else {
-		status = run_fusermount(path);
+		status = agent_unmount(path);
+		if (status == -ENOENT)
+			status = run_fusermount(path);
 	}
 out_free:
 	free(fstype);

@@ -620,6 +620,75 @@ static const char grant_nobody[] =
 	"users = 1000\n"
 	"grant = cardio ro\n";
 
+/* base_roles with root's data grants gone (admin privileges kept). */
+static const char roles_without_root_grant[] =
+	"[role data]\n"
+	"users = 0\n"
+	"admin = * create revoke reload\n"
+	"\n"
+	"[role keys]\n"
+	"users = 1001\n"
+	"admin = cardio rotate retire shred\n"
+	"admin = scratch shred\n"
+	"admin = * kek\n";
+
+/*
+ * A user with a data role (uid 1000, ro after the reload) and one with none (1002)
+ * speak the protocol directly: no request, with any fields, brings them key bytes - not
+ * a LEASE, not one that names root's lease to claim or renew it.
+ */
+START_TEST(test_users_never_get_keys)
+{
+	static const int types[] = {
+		PROTOCOL_STATUS, PROTOCOL_DATASET_CREATE, PROTOCOL_DATASET_LIST, PROTOCOL_LEASE,
+		PROTOCOL_RENEW, PROTOCOL_RELEASE, PROTOCOL_REVOKE, PROTOCOL_MOUNT,
+		PROTOCOL_UNMOUNT, PROTOCOL_KEY_ROTATE, PROTOCOL_KEY_RETIRE, PROTOCOL_KEY_SHRED,
+		PROTOCOL_REKEY, PROTOCOL_POLICY_RELOAD,
+	};
+	static const uid_t users[] = { NOBODY_UID, NOBODY_UID + 2 };
+	char roles[1024];
+	struct protocol_message reply;
+	uint64_t id;
+
+	start_agent();
+	create_dataset("cardio");
+	snprintf(roles, sizeof(roles), "%s%s", base_roles, grant_nobody);
+	write_keyfile_config(roles);
+	ck_assert_int_eq(call(PROTOCOL_POLICY_RELOAD, NULL, &reply), 0);
+	protocol_message_release(&reply);
+	id = lease("cardio");
+	for (size_t u = 0; u < sizeof(users) / sizeof(users[0]); u++) {
+		for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+			for (int with_id = 0; with_id <= 1; with_id++) {
+				struct protocol_message request = { .type = types[t] };
+				struct outcome o;
+
+				snprintf(request.name, sizeof(request.name), "cardio");
+				snprintf(request.path, sizeof(request.path), "/");
+				request.version = 1;
+				if (with_id || types[t] == PROTOCOL_RENEW ||
+				    types[t] == PROTOCOL_RELEASE)
+					request.lease_id = id;
+				if (types[t] == PROTOCOL_REVOKE)
+					request.name[0] = '\0';
+				o = call_as(users[u], &request);
+				ck_assert_msg(o.key_count == 0, "uid %u got %zu keys from %s",
+					      (unsigned)users[u], o.key_count,
+					      protocol_type_name((uint32_t)types[t]));
+				ck_assert_msg(o.err != 0 || types[t] == PROTOCOL_STATUS ||
+					      types[t] == PROTOCOL_DATASET_LIST,
+					      "uid %u: %s succeeded", (unsigned)users[u],
+					      protocol_type_name((uint32_t)types[t]));
+			}
+		}
+	}
+	/* root's lease is untouched by all that. */
+	ck_assert_int_eq(renew(id, &reply), 0);
+	ck_assert_uint_eq(reply.key_count, 1);
+	protocol_message_release(&reply);
+}
+END_TEST
+
 START_TEST(test_policy_reload)
 {
 	char roles[1024], text[160];
@@ -630,8 +699,10 @@ START_TEST(test_policy_reload)
 	start_agent();
 	create_dataset("cardio");
 	ck_assert_int_eq(simple_as(NOBODY_UID, PROTOCOL_LEASE, "cardio").err, -EACCES);
+	id = lease("cardio");
 
-	/* A new role takes effect at the reload. */
+	/* A new role takes effect at the reload: uid 1000 is then told to mount through
+	 * the agent (EPERM) rather than that it has no role (EACCES); keys it never gets. */
 	snprintf(roles, sizeof(roles), "%s%s", base_roles, grant_nobody);
 	write_keyfile_config(roles);
 	ck_assert_int_eq(simple_as(NOBODY_UID, PROTOCOL_POLICY_RELOAD, NULL).err, -EACCES);
@@ -639,9 +710,9 @@ START_TEST(test_policy_reload)
 	ck_assert_int_eq(call(PROTOCOL_POLICY_RELOAD, NULL, &reply), 0);
 	protocol_message_release(&reply);
 	o = simple_as(NOBODY_UID, PROTOCOL_LEASE, "cardio");
-	ck_assert_int_eq(o.err, 0);
-	ck_assert_uint_eq(o.mode, POLICY_RO);
-	id = o.lease_id;
+	ck_assert_int_eq(o.err, -EPERM);
+	ck_assert_uint_eq(o.key_count, 0);
+	ck_assert_ptr_nonnull(strstr(o.text, "vaultctl mount cardio"));
 
 	/* A bad file is refused with its line, and the old policy stays: [agent] takes
 	 * lines 1-8, base_roles 9-19, grant_nobody 20-23, the broken role 24-26. */
@@ -652,8 +723,9 @@ START_TEST(test_policy_reload)
 	snprintf(text, sizeof(text), "%s:26:", config_path);
 	ck_assert_msg(strstr(reply.text, text) != NULL, "got '%s'", reply.text);
 	protocol_message_release(&reply);
-	ck_assert_int_eq(renew_as(NOBODY_UID, id).err, 0);
-	ck_assert_int_eq(simple_as(NOBODY_UID, PROTOCOL_LEASE, "cardio").err, 0);
+	ck_assert_int_eq(renew(id, &reply), 0);
+	protocol_message_release(&reply);
+	ck_assert_int_eq(simple_as(NOBODY_UID, PROTOCOL_LEASE, "cardio").err, -EPERM);
 
 	/* Separation of duties: a key admin with a data grant on the same dataset. */
 	snprintf(roles, sizeof(roles), "%s%s[role greedy]\nusers = 1001\ngrant = cardio ro\n",
@@ -664,13 +736,13 @@ START_TEST(test_policy_reload)
 	protocol_message_release(&reply);
 	ck_assert_int_eq(simple_as(KEYADMIN_UID, PROTOCOL_LEASE, "cardio").err, -EACCES);
 
-	/* Removing the role: the holder's next renewal is refused. */
-	write_keyfile_config(base_roles);
+	/* Removing the holder's grant: its next renewal is refused. */
+	write_keyfile_config(roles_without_root_grant);
 	ck_assert_int_eq(call(PROTOCOL_POLICY_RELOAD, NULL, &reply), 0);
 	protocol_message_release(&reply);
-	o = renew_as(NOBODY_UID, id);
-	ck_assert_int_eq(o.err, -EACCES);
-	ck_assert_ptr_nonnull(strstr(o.text, "no role grants you dataset 'cardio'"));
+	ck_assert_int_eq(renew(id, &reply), -EACCES);
+	ck_assert_ptr_nonnull(strstr(reply.text, "no role grants you dataset 'cardio'"));
+	protocol_message_release(&reply);
 	ck_assert(kill(agent_pid, 0) == 0);
 }
 END_TEST
@@ -695,14 +767,14 @@ START_TEST(test_sighup_reload)
 	snprintf(roles, sizeof(roles), "%s%s", base_roles, grant_nobody);
 	write_keyfile_config(roles);
 	ck_assert_int_eq(kill(agent_pid, SIGHUP), 0);
-	ck_assert(lease_becomes(NOBODY_UID, 0));
+	ck_assert(lease_becomes(NOBODY_UID, -EPERM));
 
 	/* A bad file: logged with its line, the old policy stays, the agent runs on. */
 	write_keyfile_config("[role broken\n");
 	ck_assert_int_eq(kill(agent_pid, SIGHUP), 0);
 	usleep(300000);
 	ck_assert(kill(agent_pid, 0) == 0);
-	ck_assert_int_eq(simple_as(NOBODY_UID, PROTOCOL_LEASE, "cardio").err, 0);
+	ck_assert_int_eq(simple_as(NOBODY_UID, PROTOCOL_LEASE, "cardio").err, -EPERM);
 	ck_assert(file_contains(log_path, "policy reload refused"));
 
 	write_keyfile_config(base_roles);
@@ -1277,6 +1349,7 @@ int main(void)
 	tcase_add_test(tc, test_rotate_retire);
 	tcase_add_test(tc, test_shred);
 	tcase_add_test(tc, test_policy_reload);
+	tcase_add_test(tc, test_users_never_get_keys);
 	tcase_add_test(tc, test_sighup_reload);
 	tcase_add_test(tc, test_malformed_frames);
 	tcase_add_test(tc, test_passphrase);

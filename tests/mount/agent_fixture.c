@@ -168,8 +168,9 @@ static void write_config(struct agent_fixture *a)
 		"data_root = %s\n"
 		"kek = keyfile:%s\n"
 		"lease_ttl = %u\n"
+		"vaultfs = %s\n"
 		"\n%s", a->socket, AGENT_FIXTURE_SOCKET_GID, a->root, a->data_root, a->kek,
-		a->lease_ttl, a->roles);
+		a->lease_ttl, fixture_binary("VAULTFS"), a->roles);
 	ck_assert_int_eq(fclose(f), 0);
 	ck_assert_int_eq(chmod(a->config, 0644), 0);
 }

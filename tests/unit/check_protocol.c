@@ -41,7 +41,7 @@ static const enum protocol_type all_types[] = {
 	PROTOCOL_OK, PROTOCOL_ERROR, PROTOCOL_UNLOCK, PROTOCOL_STATUS, PROTOCOL_DATASET_CREATE,
 	PROTOCOL_DATASET_LIST, PROTOCOL_LEASE, PROTOCOL_RENEW, PROTOCOL_RELEASE, PROTOCOL_REVOKE,
 	PROTOCOL_KEY_ROTATE, PROTOCOL_KEY_RETIRE, PROTOCOL_KEY_SHRED, PROTOCOL_KEK_ROTATE,
-	PROTOCOL_POLICY_RELOAD, PROTOCOL_REKEY,
+	PROTOCOL_POLICY_RELOAD, PROTOCOL_REKEY, PROTOCOL_MOUNT, PROTOCOL_UNMOUNT,
 };
 #define TYPE_COUNT (sizeof(all_types) / sizeof(all_types[0]))
 
@@ -154,8 +154,18 @@ static void sample_message(struct protocol_message *m, enum protocol_type type, 
 		break;
 	case PROTOCOL_LEASE:
 		strcpy(m->name, "cardio");
-		if (full)
+		if (full) {
 			strcpy(m->text, "gpu-07.example.org");
+			m->lease_id = 0x0102030405060708ULL;
+		}
+		break;
+	case PROTOCOL_MOUNT:
+		strcpy(m->name, "cardio");
+		strcpy(m->path, full ? "/home/alice/mnt/cardio data" : "m");
+		m->mode = full ? POLICY_RO : POLICY_NONE;
+		break;
+	case PROTOCOL_UNMOUNT:
+		strcpy(m->path, full ? "/home/alice/mnt/cardio data" : "m");
 		break;
 	case PROTOCOL_RENEW:
 		if (full)
@@ -1573,29 +1583,6 @@ END_TEST
 /* PROTOCOL_WRITE_CORPUS=DIR: the fuzz seeds, valid frames of every type and a few
  * malformed ones. Not a test: run by hand when the protocol changes. */
 
-static const char *type_name(enum protocol_type type)
-{
-	switch (type) {
-	case PROTOCOL_OK: return "ok";
-	case PROTOCOL_ERROR: return "error";
-	case PROTOCOL_UNLOCK: return "unlock";
-	case PROTOCOL_STATUS: return "status";
-	case PROTOCOL_DATASET_CREATE: return "dataset-create";
-	case PROTOCOL_DATASET_LIST: return "dataset-list";
-	case PROTOCOL_LEASE: return "lease";
-	case PROTOCOL_RENEW: return "renew";
-	case PROTOCOL_RELEASE: return "release";
-	case PROTOCOL_REVOKE: return "revoke";
-	case PROTOCOL_KEY_ROTATE: return "key-rotate";
-	case PROTOCOL_KEY_RETIRE: return "key-retire";
-	case PROTOCOL_KEY_SHRED: return "key-shred";
-	case PROTOCOL_KEK_ROTATE: return "kek-rotate";
-	case PROTOCOL_POLICY_RELOAD: return "policy-reload";
-	case PROTOCOL_REKEY: return "rekey";
-	}
-	return "unknown";
-}
-
 static void write_seed(const char *dir, const char *name, const uint8_t *bytes, size_t len)
 {
 	char path[1024];
@@ -1621,7 +1608,7 @@ START_TEST(test_write_corpus)
 
 			sample_message(&m, all_types[i], full);
 			ck_assert_int_eq(protocol_encode(&frame, &len, &m), 0);
-			snprintf(name, sizeof(name), "%s-%s", type_name(all_types[i]),
+			snprintf(name, sizeof(name), "%s-%s", protocol_type_name(all_types[i]),
 				 full ? "full" : "minimal");
 			write_seed(dir, name, frame + 4, len - 4);
 			protocol_frame_free(frame, len);
