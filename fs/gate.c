@@ -11,11 +11,19 @@
  */
 #include "fs/vaultfs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "lib/vault.h"
+
+/* A directory rename under path rules is checked entry by entry up to this many. */
+#define MOVE_WALK_MAX 10000
 
 /* What a request needs from the policy. */
 enum need {
@@ -186,6 +194,186 @@ int gate_enter_handle(struct vfs *vfs, enum gate_op op, const struct vfs_handle 
 	/* Handles are of regular files: never a directory. */
 	enum policy_mode mode = mode_of(vfs, access, &who, need, handle->node->ino, NULL, false);
 	return enough(need, mode) ? 0 : -EACCES;
+}
+
+/*
+ * Renames and links under path rules. The rules are a property of paths and do not
+ * follow an entry that moves, so a move must not carry anything into a place where the
+ * caller's rules give more than where it was (nor, for a directory, anything below it):
+ * such a move is refused with EXDEV, which mv and shutil.move answer by copying, every
+ * file then passing the gate at its new path.
+ */
+
+struct move_walk {
+	struct vfs_access *access;
+	struct policy_principal who;
+	struct meta_txn *txn;
+	char from[PATH_MAX];          /* the entry's path, then "/" and the relative part */
+	char to[PATH_MAX];
+	size_t visited;
+	int err;
+};
+
+/* The caller's modes on walk->from and walk->to (access->lock held). */
+static bool same_mode(struct move_walk *walk, bool is_dir)
+{
+	return policy_grants_mode(&walk->access->grants, &walk->who, walk->from, is_dir) ==
+	       policy_grants_mode(&walk->access->grants, &walk->who, walk->to, is_dir);
+}
+
+static int walk_directory(struct move_walk *walk, uint64_t dir);
+
+static int walk_entry(void *arg, const struct meta_dirent *entry)
+{
+	struct move_walk *walk = arg;
+	size_t from_len = strlen(walk->from), to_len = strlen(walk->to);
+	bool is_dir = entry->type == DT_DIR;
+	int err = 0;
+
+	if (++walk->visited > MOVE_WALK_MAX)
+		return -EXDEV;
+	if (from_len + 1 + entry->name_len >= sizeof(walk->from) ||
+	    to_len + 1 + entry->name_len >= sizeof(walk->to))
+		return -EXDEV;
+	snprintf(walk->from + from_len, sizeof(walk->from) - from_len, "/%s", entry->name);
+	snprintf(walk->to + to_len, sizeof(walk->to) - to_len, "/%s", entry->name);
+	if (!same_mode(walk, is_dir))
+		err = -EXDEV;
+	else if (is_dir)
+		err = walk_directory(walk, entry->ino);
+	walk->from[from_len] = '\0';
+	walk->to[to_len] = '\0';
+	return err;
+}
+
+static int walk_directory(struct move_walk *walk, uint64_t dir)
+{
+	return meta_dir_iterate(walk->txn, dir, META_COOKIE_DOTDOT, walk_entry, walk);
+}
+
+/* One entry (ino, a directory or not) moving from path from to path to. */
+static int check_one_move(struct vfs *vfs, struct move_walk *walk, uint64_t ino, bool is_dir,
+			  const char *from, const char *to)
+{
+	int err = 0;
+
+	if (strlen(from) >= sizeof(walk->from) || strlen(to) >= sizeof(walk->to))
+		return -EXDEV;
+	snprintf(walk->from, sizeof(walk->from), "%s", from);
+	snprintf(walk->to, sizeof(walk->to), "%s", to);
+	if (!same_mode(walk, is_dir))
+		return -EXDEV;
+	if (is_dir) {
+		err = meta_txn_begin(vfs->vault->meta, false, &walk->txn);
+		if (err)
+			return err;
+		err = walk_directory(walk, ino);
+		meta_txn_abort(walk->txn);
+		walk->txn = NULL;
+	}
+	return err;
+}
+
+/* The entry name inside directory parent, and whether it is a directory. */
+static int find_entry(struct vfs *vfs, uint64_t parent, const char *name, uint64_t *ino,
+		      bool *is_dir)
+{
+	struct meta_dirent entry;
+	struct meta_txn *txn;
+	int err = meta_txn_begin(vfs->vault->meta, false, &txn);
+
+	if (err)
+		return err;
+	err = meta_dirent_get(txn, parent, name, strlen(name), &entry);
+	meta_txn_abort(txn);
+	if (!err) {
+		*ino = entry.ino;
+		*is_dir = entry.type == DT_DIR;
+	}
+	return err;
+}
+
+/* The caller of req, with supplementary groups when a grant names a group. */
+static void caller_of(struct vfs_access *access, fuse_req_t req, struct policy_principal *who,
+		      gid_t groups[GATE_GROUPS_MAX])
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+
+	*who = (struct policy_principal){ ctx->uid, ctx->gid, groups, 0 };
+	if (__atomic_load_n(&access->group_grants, __ATOMIC_ACQUIRE))
+		who->group_count = request_groups(req, groups);
+}
+
+int gate_check_rename(struct vfs *vfs, fuse_req_t req, uint64_t parent, const char *name,
+		      uint64_t newparent, const char *newname, unsigned int flags)
+{
+	struct vfs_access *access = vfs->access;
+	gid_t groups[GATE_GROUPS_MAX];
+	char *from = NULL, *to = NULL;
+	struct move_walk *walk = NULL;
+	uint64_t ino, other;
+	bool is_dir, other_is_dir;
+	int err;
+
+	if (!access)
+		return 0;
+	pthread_rwlock_rdlock(&access->lock);
+	if (!access->path_rules) {
+		err = 0;
+		goto out_unlock;
+	}
+	from = node_path(vfs, parent, name);
+	to = node_path(vfs, newparent, newname);
+	walk = calloc(1, sizeof(*walk));
+	if (!from || !to || !walk) {
+		err = -EACCES;  /* what cannot be named cannot be checked */
+		goto out_unlock;
+	}
+	walk->access = access;
+	caller_of(access, req, &walk->who, groups);
+	err = find_entry(vfs, parent, name, &ino, &is_dir);
+	if (!err)
+		err = check_one_move(vfs, walk, ino, is_dir, from, to);
+	/* An exchange moves the other entry the other way. */
+	if (!err && (flags & RENAME_EXCHANGE)) {
+		err = find_entry(vfs, newparent, newname, &other, &other_is_dir);
+		if (!err)
+			err = check_one_move(vfs, walk, other, other_is_dir, to, from);
+	}
+out_unlock:
+	pthread_rwlock_unlock(&access->lock);
+	free(walk);
+	free(from);
+	free(to);
+	return err;
+}
+
+int gate_check_link(struct vfs *vfs, fuse_req_t req, uint64_t ino, uint64_t newparent,
+		    const char *newname)
+{
+	struct vfs_access *access = vfs->access;
+	gid_t groups[GATE_GROUPS_MAX];
+	struct policy_principal who;
+	char *from, *to;
+	int err = 0;
+
+	if (!access)
+		return 0;
+	caller_of(access, req, &who, groups);
+	pthread_rwlock_rdlock(&access->lock);
+	if (access->path_rules) {
+		from = node_path(vfs, ino, NULL);
+		to = node_path(vfs, newparent, newname);
+		/* A new name may give less than the old one, never more. */
+		if (!from || !to ||
+		    policy_grants_mode(&access->grants, &who, to, false) >
+		    policy_grants_mode(&access->grants, &who, from, false))
+			err = from && to ? -EXDEV : -EACCES;
+		free(from);
+		free(to);
+	}
+	pthread_rwlock_unlock(&access->lock);
+	return err;
 }
 
 void gate_leave(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino, int result)

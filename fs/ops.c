@@ -260,6 +260,8 @@ static void vfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 	if (!err)
 		err = gate_enter(vfs, req, GATE_RENAME, newparent, newname);
+	if (!err)
+		err = gate_check_rename(vfs, req, parent, name, newparent, newname, flags);
 
 	if (!err)
 		err = do_rename(vfs, parent, name, newparent, newname, flags);
@@ -276,6 +278,8 @@ static void vfs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 
 	if (!err)
 		err = gate_enter(vfs, req, GATE_LINK, newparent, newname);
+	if (!err)
+		err = gate_check_link(vfs, req, ino, newparent, newname);
 
 	if (!err)
 		err = do_link(vfs, ino, newparent, newname, &e);

@@ -232,6 +232,18 @@ struct vfs_handle {
 	size_t group_count;
 	bool writable;                 /* opened O_WRONLY or O_RDWR */
 };
+/* Renaming parent/name to newparent/newname (flags as rename2): -EXDEV when an entry
+ * that moves (both, for RENAME_EXCHANGE) is a directory and some path at or below it
+ * would get another mode for the caller at its new place - path rules do not follow a
+ * move, so none may carry data into a zone where they give more (mv then copies, file
+ * by file through the gate). Also -EXDEV past MOVE_WALK_MAX entries. 0 when no grant
+ * has path rules. */
+int gate_check_rename(struct vfs *vfs, fuse_req_t req, uint64_t parent, const char *name,
+		      uint64_t newparent, const char *newname, unsigned int flags);
+/* A new name newparent/newname for ino: -EXDEV when it would give the caller more than
+ * the file's path does now. */
+int gate_check_link(struct vfs *vfs, fuse_req_t req, uint64_t ino, uint64_t newparent,
+		    const char *newname);
 /* A handle for node opened by the request's caller with flags: 0 or -ENOMEM. */
 int gate_handle_new(struct vfs *vfs, fuse_req_t req, struct vnode *node, int flags,
 		    struct vfs_handle **out);

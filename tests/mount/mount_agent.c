@@ -414,6 +414,65 @@ START_TEST(test_path_rules)
 }
 END_TEST
 
+/* uid 2008 may write everything but a/<any>/data (nothing) and ro/ (read only). */
+#define MOVER_UID 2008
+#define MOVER_ROLE                                                                      \
+	"[role mover]\n"                                                                \
+	"users = 2008\n"                                                                \
+	"grant = " DATASET " rw\n"                                                      \
+	"path = " DATASET " a/*/data none\n"                                            \
+	"path = " DATASET " ro/** ro\n"                                                 \
+	"path = " DATASET " ** rw\n"                                                    \
+	"\n"
+
+static int mover_work(void *arg)
+{
+	(void)arg;
+	/* Barred directly. */
+	CHILD_ERRNO(open(at("a/x/data"), O_RDONLY | O_CLOEXEC), EACCES);
+	/* A directory rename would carry a/x/data to c/x/data, where nothing bars it. */
+	CHILD_ERRNO(rename(at("a/x"), at("c/x")), EXDEV);
+	CHILD_ERRNO(rename(at("a"), at("c/a")), EXDEV);
+	/* The file itself cannot be named for a move, nor linked (it cannot be read). */
+	CHILD_ERRNO(rename(at("a/x/data"), at("c/data")), EACCES);
+	CHILD_ERRNO(link(at("a/x/data"), at("c/data")), EACCES);
+	/* An exchange moves both ways: c/y would land where the rules differ too. */
+	CHILD_ERRNO(renameat2(AT_FDCWD, at("a/x"), AT_FDCWD, at("c/y"), RENAME_EXCHANGE), EXDEV);
+	/* A read-only file linked where it could be written: refused. */
+	CHILD_ERRNO(link(at("ro/model.pt"), at("c/model.pt")), EXDEV);
+	CHILD_ERRNO(rename(at("ro"), at("c/ro")), EACCES);  /* the ro rule covers ro itself */
+	/* Moves that change nothing for the rules go on: a/x to a/z (a/<any>/data bars
+	 * it there too), c/y to c/w, and a link within c/. */
+	CHILD_OK(rename(at("a/x"), at("a/z")));
+	CHILD_ERRNO(open(at("a/z/data"), O_RDONLY | O_CLOEXEC), EACCES);
+	CHILD_OK(rename(at("c/y"), at("c/w")));
+	CHILD_OK(link(at("c/w/notes"), at("c/notes-link")));
+	/* After all that, no name of the data is readable. */
+	CHILD_ERRNO(open(at("c/x/data"), O_RDONLY | O_CLOEXEC), ENOENT);
+	CHILD_ERRNO(open(at("c/data"), O_RDONLY | O_CLOEXEC), ENOENT);
+	return 0;
+}
+
+START_TEST(test_path_rules_hold_under_rename_and_link)
+{
+	begin(OPS_ROLE MOUNTER_ROLE MOVER_ROLE);
+	/* Top-level directories are the mover's: the root is sticky. */
+	mkdir_as_root("a", 0777, MOVER_UID);
+	mkdir_as_root("a/x", 0777, 0);
+	mkdir_as_root("c", 0777, 0);
+	mkdir_as_root("c/y", 0777, 0);
+	mkdir_as_root("ro", 0777, MOVER_UID);
+	write_file_as_root("a/x/data", 5000, 61, 0666, 0);
+	write_file_as_root("c/y/notes", 700, 62, 0666, 0);
+	write_file_as_root("ro/model.pt", 7000, 63, 0666, 0);
+	ck_assert_int_eq(run_as(MOVER_UID, mover_work, NULL), 0);
+	ck_assert_int_eq(pattern_verify_file(at("a/z/data"), 5000, 61), 0);
+	ck_assert_int_eq(pattern_verify_file(at("c/w/notes"), 700, 62), 0);
+	ck_assert_int_eq(pattern_verify_file(at("ro/model.pt"), 7000, 63), 0);
+	ck_assert_int_eq(agent_mount_stop(&am), 0);
+}
+END_TEST
+
 static int member_work(void *arg)
 {
 	(void)arg;
@@ -1050,6 +1109,7 @@ static Suite *agent_mount_suite(void)
 		{ "roles", test_rw_and_ro_roles },
 		{ "no_role", test_no_role_refused_everything },
 		{ "path_rules", test_path_rules },
+		{ "path_rules_moves", test_path_rules_hold_under_rename_and_link },
 		{ "groups", test_group_grant },
 		{ "revoke", test_revoke_open_file },
 		{ "role_removal", test_role_removal_reaches_mount },
