@@ -297,6 +297,24 @@ static int open_keys(const struct options *opts, struct keysource **keys)
 	}
 }
 
+/* The vault in dir holds a symbolic link (-ELOOP): say where, as vault_find_link finds
+ * it. */
+static int refuse_link(const char *dir)
+{
+	char where[PATH_MAX];
+	int err = vault_find_link(dir, where, sizeof(where));
+
+	if (err == -ELOOP && !where[0])
+		return fail("give the directory it points to",
+			    "vault '%s' is a symbolic link: refusing to mount", dir);
+	if (err == -ELOOP)
+		return fail("a vault never holds links; restore it from a backup",
+			    "vault '%s' contains a symbolic link at '%s': refusing to mount",
+			    dir, where);
+	return fail("a vault never holds links; restore it from a backup",
+		    "vault '%s' contains a symbolic link: refusing to mount", dir);
+}
+
 static int create_ephemeral(const struct options *opts, struct keysource *keys)
 {
 	enum crypto_cipher cipher = crypto_cipher_default();
@@ -312,6 +330,8 @@ static int create_ephemeral(const struct options *opts, struct keysource *keys)
 	if (err == -ENOTEMPTY)
 		return fail("an ephemeral vault needs an empty or missing directory",
 			    "'%s' is not empty", opts->vault_dir);
+	if (err == -ELOOP)
+		return refuse_link(opts->vault_dir);
 	if (err)
 		return fail(strerror(-err),
 			    "cannot create the ephemeral vault in '%s'", opts->vault_dir);
@@ -328,6 +348,8 @@ static int open_vault(const struct options *opts, struct keysource *keys, struct
 	case -ENOENT:
 		return fail("no vaultfs.header found (create one with 'vaultctl init')",
 			    "'%s' is not a vault", opts->vault_dir);
+	case -ELOOP:
+		return refuse_link(opts->vault_dir);
 	case -EKEYREJECTED:
 		return fail("the key does not match the vault's key check",
 			    "wrong key for vault '%s'", opts->vault_dir);

@@ -43,7 +43,6 @@ struct pool {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;          /* trash has files, stopping, or hurry; waits on CLOCK_MONOTONIC */
 	pthread_cond_t settled;       /* trash is empty and the thread idle */
-	int objects_fd;               /* borrowed */
 	int free_fd;
 	int trash_fd;
 	struct pool_ids free;         /* emptied, ready for pool_take */
@@ -76,15 +75,23 @@ static void name_of(char name[POOL_NAME_LEN + 1], const uint8_t id[OBJECT_ID_LEN
 	crypto_to_hex(name, POOL_NAME_LEN + 1, id, OBJECT_ID_LEN);
 }
 
-/* Open objects/sub, made if missing. */
+/* Open objects/sub, made if missing; never through a link (-ELOOP). */
 static int open_subdir(int objects_fd, const char *sub)
 {
-	int fd;
+	struct stat st;
+	int fd, err;
 
 	if (mkdirat(objects_fd, sub, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	fd = openat(objects_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	return fd < 0 ? -errno : fd;
+	if (fd >= 0)
+		return fd;
+	err = -errno;
+	/* O_DIRECTORY answers a link with ENOTDIR. */
+	if (err == -ENOTDIR && fstatat(objects_fd, sub, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(st.st_mode))
+		err = -ELOOP;
+	return err;
 }
 
 /* Add the names in dir_fd to list, at most max of them. An unreadable directory lists as
@@ -126,7 +133,6 @@ int pool_open(struct pool **out, int objects_fd)
 	pthread_cond_init(&pool->wake, &monotonic);
 	pthread_condattr_destroy(&monotonic);
 	pthread_cond_init(&pool->settled, NULL);
-	pool->objects_fd = objects_fd;
 	pool->trash_fd = -1;
 	pool->free_fd = open_subdir(objects_fd, POOL_FREE_DIR);
 	if (pool->free_fd < 0) {
@@ -271,22 +277,22 @@ void pool_free(struct pool *pool)
 	free(pool);
 }
 
-int pool_take(struct pool *pool, const char *path)
+int pool_take(struct pool *pool, int dir_fd, const char *name)
 {
-	char name[POOL_NAME_LEN + 1];
+	char free_name[POOL_NAME_LEN + 1];
 	uint8_t id[OBJECT_ID_LEN];
-	int ret;
+	int err;
 
 	for (;;) {
 		pthread_mutex_lock(&pool->lock);
-		ret = pool->free.count == 0 ? -ENOENT : 0;
-		if (ret == 0)
+		err = pool->free.count == 0 ? -ENOENT : 0;
+		if (!err)
 			memcpy(id, pool->free.ids[--pool->free.count], OBJECT_ID_LEN);
 		pthread_mutex_unlock(&pool->lock);
-		if (ret < 0)
-			return ret;
-		name_of(name, id);
-		if (renameat2(pool->free_fd, name, pool->objects_fd, path, RENAME_NOREPLACE) == 0)
+		if (err)
+			return err;
+		name_of(free_name, id);
+		if (renameat2(pool->free_fd, free_name, dir_fd, name, RENAME_NOREPLACE) == 0)
 			return 0;
 		if (errno != ENOENT)
 			return -errno;
@@ -294,13 +300,13 @@ int pool_take(struct pool *pool, const char *path)
 	}
 }
 
-int pool_put(struct pool *pool, const char *path, const uint8_t id[OBJECT_ID_LEN])
+int pool_put(struct pool *pool, int dir_fd, const char *name, const uint8_t id[OBJECT_ID_LEN])
 {
-	char name[POOL_NAME_LEN + 1];
+	char trash_name[POOL_NAME_LEN + 1];
 	bool listed;
 
-	name_of(name, id);
-	if (renameat2(pool->objects_fd, path, pool->trash_fd, name, RENAME_NOREPLACE) < 0)
+	name_of(trash_name, id);
+	if (renameat2(dir_fd, name, pool->trash_fd, trash_name, RENAME_NOREPLACE) < 0)
 		return -errno;
 	pthread_mutex_lock(&pool->lock);
 	clock_gettime(CLOCK_MONOTONIC, &pool->last_put);

@@ -22,8 +22,9 @@
 struct pool;
 
 /*
- * Open the pool under objects_fd (the vault's objects directory, borrowed: it must outlive
- * the pool), making free/ and trash/ if missing, and list free/. Returns 0 or -errno.
+ * Open the pool under objects_fd (the vault's objects directory), making free/ and trash/
+ * if missing, and list free/. Returns 0, -ELOOP (free/ or trash/ is a symbolic link: never
+ * followed), -errno.
  */
 int pool_open(struct pool **out, int objects_fd) __attribute__((warn_unused_result));
 
@@ -39,17 +40,19 @@ void pool_start(struct pool *pool);
 void pool_free(struct pool *pool);
 
 /*
- * Move an emptied file into place as path (relative to objects_fd; its fan-out directory
- * must exist). Returns 0, -ENOENT when no emptied file waits, -errno.
+ * Move an emptied file into place as name in dir_fd (the object's fan-out directory,
+ * opened by the caller without following a link). Returns 0, -ENOENT when no emptied
+ * file waits, -errno.
  */
-int pool_take(struct pool *pool, const char *path) __attribute__((warn_unused_result));
+int pool_take(struct pool *pool, int dir_fd, const char *name)
+	__attribute__((warn_unused_result));
 
 /*
- * Take the object file at path (relative to objects_fd), named by id, out of the vault:
- * it is renamed into trash/ now and emptied later. Returns 0, -ENOENT (no file at path),
- * -errno (nothing moved: the caller unlinks it itself).
+ * Take the object file name in dir_fd (its fan-out directory), whose id is id, out of
+ * the vault: it is renamed into trash/ now and emptied later. Returns 0, -ENOENT (no such
+ * file), -errno (nothing moved: the caller unlinks it itself).
  */
-int pool_put(struct pool *pool, const char *path, const uint8_t id[OBJECT_ID_LEN])
+int pool_put(struct pool *pool, int dir_fd, const char *name, const uint8_t id[OBJECT_ID_LEN])
 	__attribute__((warn_unused_result));
 
 /* Wait until every file put so far has been emptied (or unlinked); without a thread,

@@ -19,6 +19,12 @@
  * map_lock shared, a resize holds it exclusively. A resize never shrinks the file, which
  * other processes may map further: it takes the size of the file when that is larger,
  * under an flock of the store's directory that every open and resize takes.
+ *
+ * No link is followed in the store's directory (a vault's backing store may be hostile).
+ * This module opens its own files there relative to the directory's fd with O_NOFOLLOW;
+ * LMDB opens data.mdb and lock.mdb by name, so it is given the directory as
+ * /proc/self/fd/N (the directory itself, wherever it is moved), each file is checked to be
+ * a regular file before, and data.mdb to be the file LMDB opened after (check_env_files).
  */
 #include "lib/store.h"
 
@@ -70,7 +76,10 @@ static const struct {
 };
 
 #define DATA_FILE "data.mdb"
+#define LOCK_FILE "lock.mdb"
 #define COMPACT_FILE "data.mdb.compact"
+/* "/proc/self/fd/" and an int */
+#define ENV_PATH_LEN 32
 
 struct store {
 	MDB_env *env;   /* NULL after store_compact failed to reopen it */
@@ -81,8 +90,8 @@ struct store {
 	size_t map_size;  /* the map now (map_lock) */
 	size_t page_size;
 	bool writemap;    /* MDB_WRITEMAP, and the map grows */
-	char *dir;
 	int dir_fd;       /* flock'ed while this process sizes the file and its map */
+	char env_path[ENV_PATH_LEN];  /* the directory as LMDB is given it: /proc/self/fd/N */
 	/* Held shared by every transaction, exclusively to resize the map. */
 	pthread_rwlock_t map_lock;
 	/* A write transaction found the map full: grow before the next one. */
@@ -203,15 +212,6 @@ static int open_tables(struct store *store, unsigned flags)
 out_abort:
 	mdb_txn_abort(txn);
 	return rc == MDB_NOTFOUND ? -EIO : store_errno(rc);
-}
-
-static int dir_file_path(char *path, size_t size, const char *dir, const char *name)
-{
-	int n = snprintf(path, size, "%s/%s", dir, name);
-
-	if (n < 0 || (size_t)n >= size)
-		return -ENAMETOOLONG;
-	return 0;
 }
 
 static size_t round_up(size_t n, size_t step)
@@ -340,6 +340,48 @@ static int allocate_map(struct store *store, size_t allocated)
 	return store_errno(mdb_env_set_mapsize(store->env, allocated));
 }
 
+/* The file name in the store's directory, if it exists: 0 and *st for a regular file,
+ * -ENOENT, -ELOOP for a symbolic link, -EIO for anything else. */
+static int env_file_stat(const struct store *store, const char *name, struct stat *st)
+{
+	if (fstatat(store->dir_fd, name, st, AT_SYMLINK_NOFOLLOW) != 0)
+		return -errno;
+	if (S_ISLNK(st->st_mode))
+		return -ELOOP;
+	return S_ISREG(st->st_mode) ? 0 : -EIO;
+}
+
+/*
+ * After mdb_env_open: data.mdb is still a regular file, and the very file LMDB has open
+ * (a link put there and taken away while LMDB opened it would have sent LMDB elsewhere);
+ * lock.mdb is a regular file, and the one checked before when there was one.
+ */
+static int check_env_files(const struct store *store, const struct stat *lock_before)
+{
+	struct stat name, open_file, lock;
+	int fd, err;
+
+	err = store_errno(mdb_env_get_fd(store->env, &fd));
+	if (err)
+		return err;
+	if (fstat(fd, &open_file) != 0)
+		return -errno;
+	err = env_file_stat(store, DATA_FILE, &name);
+	if (err)
+		return err == -ENOENT ? -EIO : err;
+	if (name.st_dev != open_file.st_dev || name.st_ino != open_file.st_ino)
+		return -ELOOP;
+	err = env_file_stat(store, LOCK_FILE, &lock);
+	/* A reader on a read-only file system may have no lock file. */
+	if (err == -ENOENT && store->read_only && !lock_before)
+		return 0;
+	if (err)
+		return err == -ENOENT ? -EIO : err;
+	if (lock_before && (lock.st_dev != lock_before->st_dev || lock.st_ino != lock_before->st_ino))
+		return -ELOOP;
+	return 0;
+}
+
 /* Create and open store->env (the directory exists) and its tables. On failure
  * store->env is NULL. */
 static int env_open(struct store *store, unsigned flags)
@@ -352,139 +394,154 @@ static int env_open(struct store *store, unsigned flags)
 			       (unsigned)schema_tables[store->schema].first + 1;
 	size_t map = store->writemap && store->map_max > STORE_MAP_INITIAL ? STORE_MAP_INITIAL
 									  : store->map_max;
-	char path[4096];
-	struct stat st;
+	struct stat st, lock_st;
+	bool had_lock = false;
 	MDB_stat env_stat;
-	int ret, dead;
+	int err, dead;
 
-	ret = store_errno(mdb_env_create(&store->env));
-	if (ret < 0) {
+	err = store_errno(mdb_env_create(&store->env));
+	if (err) {
 		store->env = NULL;
-		return ret;
+		return err;
 	}
-	ret = store_errno(mdb_env_set_maxdbs(store->env, table_count));
-	if (ret < 0)
+	err = store_errno(mdb_env_set_maxdbs(store->env, table_count));
+	if (err)
 		goto out_env;
-	ret = store_errno(mdb_env_set_maxreaders(store->env, STORE_MAX_READERS));
-	if (ret < 0)
-		goto out_env;
-	ret = dir_file_path(path, sizeof(path), store->dir, DATA_FILE);
-	if (ret < 0)
+	err = store_errno(mdb_env_set_maxreaders(store->env, STORE_MAX_READERS));
+	if (err)
 		goto out_env;
 	if (flock(store->dir_fd, LOCK_EX) != 0) {
-		ret = -errno;
+		err = -errno;
 		goto out_env;
 	}
-	if (stat(path, &st) == 0) {
+	err = env_file_stat(store, DATA_FILE, &st);
+	if (err == 0) {
 		/* Never below the file: another process may map all of it. */
 		if (round_up((size_t)st.st_size, STORE_MAP_STEP) > map)
 			map = round_up((size_t)st.st_size, STORE_MAP_STEP);
-	} else if (errno == ENOENT && (flags & STORE_CREATE)) {
+	} else if (err == -ENOENT && (flags & STORE_CREATE)) {
 		st.st_size = 0;
-	} else {
-		/* Without STORE_CREATE an absent data file means "no store here", not a
-		 * fresh one: LMDB would otherwise create it in read-write mode. */
-		ret = -errno;
+		err = 0;
 	}
-	if (ret == 0)
-		ret = store_errno(mdb_env_set_mapsize(store->env, map));
-	if (ret == 0)
-		ret = store_errno(mdb_env_open(store->env, store->dir, env_flags, 0600));
-	if (ret == 0 && store->writemap)
-		ret = allocate_map(store, (size_t)st.st_size);
+	/* Without STORE_CREATE an absent data file means "no store here" (-ENOENT), not a
+	 * fresh one: LMDB would otherwise create it in read-write mode. */
+	if (!err) {
+		err = env_file_stat(store, LOCK_FILE, &lock_st);
+		had_lock = err == 0;
+		if (err == -ENOENT)
+			err = 0;
+	}
+	if (!err)
+		err = store_errno(mdb_env_set_mapsize(store->env, map));
+	if (!err)
+		err = store_errno(mdb_env_open(store->env, store->env_path, env_flags, 0600));
+	if (!err)
+		err = check_env_files(store, had_lock ? &lock_st : NULL);
+	if (!err && store->writemap)
+		err = allocate_map(store, (size_t)st.st_size);
 	(void)flock(store->dir_fd, LOCK_UN);
-	if (ret < 0)
+	if (err)
 		goto out_env;
 	store->map_size = env_map_size(store->env);
-	ret = store_errno(mdb_env_stat(store->env, &env_stat));
-	if (ret < 0)
+	err = store_errno(mdb_env_stat(store->env, &env_stat));
+	if (err)
 		goto out_env;
 	store->page_size = env_stat.ms_psize;
 	/* Reader slots of killed processes would otherwise stay taken (MDB_NOTLS). */
 	if (!store->read_only)
 		(void)mdb_reader_check(store->env, &dead);
-	ret = open_tables(store, flags);
-	if (ret < 0)
+	err = open_tables(store, flags);
+	if (err)
 		goto out_env;
 	return 0;
 
 out_env:
 	mdb_env_close(store->env);
 	store->env = NULL;
-	return ret;
+	return err;
 }
 
-static int open_store(struct store **out, const char *dir, unsigned flags, size_t map_size,
+/* Open the store in the directory open on dir_fd (borrowed). */
+static int open_store(struct store **out, int dir_fd, unsigned flags, size_t map_size,
 		      enum store_schema schema)
 {
 	struct store *store;
-	struct stat st;
-	int ret;
+	int err;
 
 	*out = NULL;
 	if ((flags & STORE_CREATE) && (flags & STORE_READ_ONLY))
 		return -EINVAL;
 	if ((unsigned)schema >= sizeof(schema_tables) / sizeof(schema_tables[0]))
 		return -EINVAL;
-	if (flags & STORE_CREATE) {
-		if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-			return -errno;
-	} else if (stat(dir, &st) != 0) {
-		return -errno;
-	}
-
 	store = calloc(1, sizeof(*store));
-	if (store == NULL)
+	if (!store)
 		return -ENOMEM;
 	store->read_only = (flags & STORE_READ_ONLY) != 0;
 	store->schema = schema;
 	store->map_max = map_size;
 	atomic_init(&store->map_full, false);
-	store->dir_fd = -1;
-	ret = -pthread_rwlock_init(&store->map_lock, NULL);
-	if (ret < 0)
+	err = -pthread_rwlock_init(&store->map_lock, NULL);
+	if (err)
 		goto out_free;
-	store->dir = strdup(dir);
-	if (store->dir == NULL) {
-		ret = -ENOMEM;
+	/* An open file of its own: the store's flock is not the caller's. "." is the
+	 * directory itself, never a link. */
+	store->dir_fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (store->dir_fd < 0) {
+		err = -errno;
 		goto out_free_lock;
 	}
-	store->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (store->dir_fd < 0) {
-		ret = -errno;
-		goto out_free_dir;
-	}
-	ret = env_open(store, flags);
-	if (ret < 0)
-		goto out_free_dir;
+	snprintf(store->env_path, sizeof(store->env_path), "/proc/self/fd/%d", store->dir_fd);
+	err = env_open(store, flags);
+	if (err)
+		goto out_close_dir;
 	*out = store;
 	return 0;
 
-out_free_dir:
-	if (store->dir_fd >= 0)
-		close(store->dir_fd);
-	free(store->dir);
+out_close_dir:
+	close(store->dir_fd);
 out_free_lock:
 	pthread_rwlock_destroy(&store->map_lock);
 out_free:
 	free(store);
-	return ret;
+	return err;
+}
+
+/* open_store of the directory at path dir, made first with STORE_CREATE. */
+static int open_store_path(struct store **out, const char *dir, unsigned flags,
+			   size_t map_size, enum store_schema schema)
+{
+	int dir_fd, err;
+
+	*out = NULL;
+	if ((flags & STORE_CREATE) && mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return -errno;
+	dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd < 0)
+		return -errno;
+	err = open_store(out, dir_fd, flags, map_size, schema);
+	close(dir_fd);
+	return err;
 }
 
 int store_open_map_size(struct store **out, const char *dir, unsigned flags, size_t map_size)
 {
-	return open_store(out, dir, flags, map_size, STORE_SCHEMA_VAULT);
+	return open_store_path(out, dir, flags, map_size, STORE_SCHEMA_VAULT);
 }
 
 int store_open(struct store **out, const char *dir, unsigned flags)
 {
-	return open_store(out, dir, flags, STORE_MAP_SIZE, STORE_SCHEMA_VAULT);
+	return open_store_path(out, dir, flags, STORE_MAP_SIZE, STORE_SCHEMA_VAULT);
 }
 
 int store_open_schema(struct store **out, const char *dir, unsigned flags,
 		      enum store_schema schema)
 {
-	return open_store(out, dir, flags, STORE_MAP_SIZE, schema);
+	return open_store_path(out, dir, flags, STORE_MAP_SIZE, schema);
+}
+
+int store_open_dir(struct store **out, int dir_fd, unsigned flags)
+{
+	return open_store(out, dir_fd, flags, STORE_MAP_SIZE, STORE_SCHEMA_VAULT);
 }
 
 void store_close(struct store *store)
@@ -495,7 +552,6 @@ void store_close(struct store *store)
 		mdb_env_close(store->env);
 	close(store->dir_fd);
 	pthread_rwlock_destroy(&store->map_lock);
-	free(store->dir);
 	free(store);
 }
 
@@ -508,69 +564,52 @@ int store_sync(struct store *store)
 	return store_errno(mdb_env_sync(store->env, 1));
 }
 
-static int fsync_dir(const char *dir)
+/* A compacting copy of the committed state into COMPACT_FILE, made durable. */
+static int compact_copy(struct store *store)
 {
-	int fd, ret = 0;
-
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) != 0)
-		ret = -errno;
-	close(fd);
-	return ret;
-}
-
-/* A compacting copy of the committed state into path, made durable. */
-static int compact_copy(struct store *store, const char *path)
-{
-	int fd, ret;
+	int fd, err;
 
 	/* A copy left by a crash is stale: start from an empty file. */
-	if (unlink(path) != 0 && errno != ENOENT)
+	if (unlinkat(store->dir_fd, COMPACT_FILE, 0) != 0 && errno != ENOENT)
 		return -errno;
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	fd = openat(store->dir_fd, COMPACT_FILE, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		    O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	/* Only the pages reachable from the tables are written, and of each page only its
 	 * used part: the bytes of freed values stay behind in the old file. */
-	ret = store_errno(mdb_env_copyfd2(store->env, fd, MDB_CP_COMPACT));
-	if (ret == 0 && fsync(fd) != 0)
-		ret = -errno;
-	if (close(fd) != 0 && ret == 0)
-		ret = -errno;
-	if (ret < 0)
-		unlink(path);
-	return ret;
+	err = store_errno(mdb_env_copyfd2(store->env, fd, MDB_CP_COMPACT));
+	if (!err && fsync(fd) != 0)
+		err = -errno;
+	if (close(fd) != 0 && !err)
+		err = -errno;
+	if (err)
+		unlinkat(store->dir_fd, COMPACT_FILE, 0);
+	return err;
 }
 
 /* store_compact with map_lock held exclusively. */
 static int compact_locked(struct store *store)
 {
-	char data_path[4096], compact_path[4096];
-	int ret, reopen;
+	int err, reopen;
 
-	ret = dir_file_path(data_path, sizeof(data_path), store->dir, DATA_FILE);
-	if (ret == 0)
-		ret = dir_file_path(compact_path, sizeof(compact_path), store->dir, COMPACT_FILE);
-	if (ret == 0)
-		ret = compact_copy(store, compact_path);
-	if (ret < 0)
-		return ret;
-	if (rename(compact_path, data_path) != 0) {
-		ret = -errno;
+	err = compact_copy(store);
+	if (err)
+		return err;
+	if (renameat(store->dir_fd, COMPACT_FILE, store->dir_fd, DATA_FILE) != 0) {
+		err = -errno;
 		goto out_unlink;
 	}
 	/* From here data.mdb is the compacted file; the open environment still maps the
 	 * old one, whose blocks the filesystem frees when it is closed. */
-	ret = fsync_dir(store->dir);
+	err = fsync(store->dir_fd) == 0 ? 0 : -errno;
 	mdb_env_close(store->env);
 	reopen = env_open(store, 0);
-	return reopen < 0 ? reopen : ret;
+	return reopen ? reopen : err;
 
 out_unlink:
-	unlink(compact_path);
-	return ret;
+	unlinkat(store->dir_fd, COMPACT_FILE, 0);
+	return err;
 }
 
 int store_compact(struct store *store)

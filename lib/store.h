@@ -59,11 +59,25 @@ struct store_slice {
 #define STORE_CREATE 0x1    /* create the environment directory and tables */
 #define STORE_READ_ONLY 0x2
 
-/* Open the environment in directory dir with the vault schema. Returns 0, -ENOENT (no
- * store there and no STORE_CREATE), -EACCES, -ENOMEM, -EIO (corrupt, or tables of the
- * schema missing), -EROFS. LMDB's locks are per process: open one environment at most
- * once in a process at a time. */
+/*
+ * Open the environment in directory dir with the vault schema (STORE_CREATE makes dir
+ * if missing). Returns 0, -ENOENT (no store there and no STORE_CREATE), -EACCES, -ENOMEM,
+ * -EIO (corrupt, tables of the schema missing, or data.mdb or lock.mdb not a regular
+ * file), -ELOOP (data.mdb or lock.mdb is a symbolic link, or was one while LMDB opened
+ * it), -EROFS. LMDB's locks are per process: open one environment at most once in a
+ * process at a time.
+ *
+ * Nothing inside dir is followed as a symbolic link (dir itself is found as any path
+ * is): LMDB is given the directory as /proc/self/fd/N, which must be mounted. LMDB opens
+ * its two files by name: a link put in place of one and removed again between the
+ * check before mdb_env_open and LMDB's own open is not seen (vaultfs(5), SYMBOLIC LINKS).
+ */
 int store_open(struct store **out, const char *dir, unsigned flags)
+	__attribute__((warn_unused_result));
+/* store_open of the directory open on dir_fd (borrowed: the store opens its own), for a
+ * caller that found it without following a link. STORE_CREATE makes the environment's
+ * files, not the directory. */
+int store_open_dir(struct store **out, int dir_fd, unsigned flags)
 	__attribute__((warn_unused_result));
 /* store_open with the given schema. */
 int store_open_schema(struct store **out, const char *dir, unsigned flags,

@@ -5,12 +5,19 @@
  * checks the header's key check and MAC before any metadata is read. Counting the key
  * versions in use needs no key: object headers and the version prefix of metadata values
  * are plaintext.
+ *
+ * The backing store may be hostile, so no symbolic link in it is ever followed: every
+ * file and directory is opened relative to the fd of its directory with O_NOFOLLOW, the
+ * vault directory itself included (only the path leading to it is the admin's), and
+ * opening a vault first looks for links everywhere vaultfs could open something
+ * (find_link_at), to refuse the vault with the link's name rather than fail later.
  */
 #include "lib/vault.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -97,7 +104,7 @@ static int read_header_at(int dir_fd, struct vault_header *header)
 
 	fd = openat(dir_fd, VAULT_HEADER_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
 	if (fd < 0)
-		return errno == ELOOP ? -EBADMSG : -errno;
+		return -errno;
 	/* One byte more than a header: a longer file is not a header. */
 	while (got < sizeof(buf)) {
 		n = read(fd, buf + got, sizeof(buf) - got);
@@ -117,16 +124,155 @@ out_close:
 	return ret;
 }
 
+/* The directory name in at_fd, opened without following a link: an fd, -ELOOP when name
+ * is a symbolic link, -errno. */
+static int open_dir_at(int at_fd, const char *name)
+{
+	struct stat st;
+	int fd, err;
+
+	fd = openat(at_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0)
+		return fd;
+	err = -errno;
+	/* O_DIRECTORY answers a link with ENOTDIR. */
+	if (err == -ENOTDIR && fstatat(at_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(st.st_mode))
+		err = -ELOOP;
+	return err;
+}
+
+/* The vault directory dir: its last component must not be a link either; the path up to
+ * it is the admin's, links included. A trailing slash would make open(2) follow a link,
+ * so it is dropped first. */
+static int open_vault_dir(const char *dir)
+{
+	char path[PATH_MAX];
+	size_t len = strlen(dir);
+
+	while (len > 1 && dir[len - 1] == '/')
+		len--;
+	if (len >= sizeof(path))
+		return -ENAMETOOLONG;
+	memcpy(path, dir, len);
+	path[len] = '\0';
+	return open_dir_at(AT_FDCWD, path);
+}
+
 int vault_header_read(const char *dir, struct vault_header *header)
 {
-	int dir_fd, ret;
+	int dir_fd, err;
 
-	dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dir_fd = open_vault_dir(dir);
 	if (dir_fd < 0)
-		return -errno;
-	ret = read_header_at(dir_fd, header);
+		return dir_fd;
+	err = read_header_at(dir_fd, header);
 	close(dir_fd);
-	return ret;
+	return err;
+}
+
+/* Where vaultfs opens things: the entries of the vault directory, of meta/, of objects/
+ * and of every directory in objects/ (fan-out directories, free/, trash/). */
+static bool descends_into(int depth, const char *prefix, const char *name)
+{
+	if (depth == 0)
+		return strcmp(name, VAULT_META_DIR) == 0 || strcmp(name, VAULT_OBJECTS_DIR) == 0;
+	return depth == 1 && strcmp(prefix, VAULT_OBJECTS_DIR "/") == 0;
+}
+
+/*
+ * The first symbolic link among the entries of the directory open on dir_fd (borrowed)
+ * and of the directories below it that descends_into names: -ELOOP with its path
+ * (prefix, then its name) in where, 0 when there is none, -errno. Reads d_type, so
+ * a vault's scan costs one readdir of each of its directories, not a stat per object.
+ */
+static int find_link_in(int dir_fd, const char *prefix, int depth, char *where, size_t len)
+{
+	struct dirent *entry;
+	DIR *d;
+	int fd, err = 0;
+
+	/* fdopendir takes its fd; "." is the directory itself. */
+	fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	errno = 0;
+	while ((entry = readdir(d))) {
+		const char *name = entry->d_name;
+		unsigned char type = entry->d_type;
+		struct stat st;
+
+		if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+			errno = 0;
+			continue;
+		}
+		if (type == DT_UNKNOWN) {
+			if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+				err = errno == ENOENT ? 0 : -errno;
+				if (err)
+					break;
+				errno = 0;
+				continue;
+			}
+			type = S_ISLNK(st.st_mode) ? DT_LNK : S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
+		}
+		if (type == DT_LNK) {
+			snprintf(where, len, "%s%s", prefix, name);
+			err = -ELOOP;
+			break;
+		}
+		if (type == DT_DIR && descends_into(depth, prefix, name)) {
+			char sub_prefix[sizeof(VAULT_OBJECTS_DIR) + NAME_MAX + 2];
+			int sub_fd = open_dir_at(dirfd(d), name);
+
+			snprintf(sub_prefix, sizeof(sub_prefix), "%s%s/", prefix, name);
+			if (sub_fd == -ELOOP)
+				snprintf(where, len, "%s%s", prefix, name);
+			if (sub_fd < 0 && sub_fd != -ENOENT) {
+				err = sub_fd;
+				break;
+			}
+			if (sub_fd >= 0) {
+				err = find_link_in(sub_fd, sub_prefix, depth + 1, where, len);
+				close(sub_fd);
+				if (err)
+					break;
+			}
+		}
+		errno = 0;
+	}
+	if (!err && errno != 0)
+		err = -errno;
+	closedir(d);
+	return err;
+}
+
+/* find_link_in for the whole vault open on dir_fd. */
+static int find_link_at(int dir_fd, char *where, size_t len)
+{
+	if (len > 0)
+		where[0] = '\0';
+	return find_link_in(dir_fd, "", 0, where, len);
+}
+
+int vault_find_link(const char *dir, char *where, size_t len)
+{
+	int dir_fd, err;
+
+	if (len > 0)
+		where[0] = '\0';
+	dir_fd = open_vault_dir(dir);
+	if (dir_fd < 0)
+		return dir_fd;
+	err = find_link_at(dir_fd, where, len);
+	close(dir_fd);
+	return err;
 }
 
 /* key_check and mac of header under dek (version check_version). mac covers the encoded bytes
@@ -218,19 +364,6 @@ static int fsync_parent(const char *dir)
 	return ret;
 }
 
-static int fsync_dir_at(int dir_fd, const char *name)
-{
-	int fd, ret = 0;
-
-	fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		ret = -errno;
-	close(fd);
-	return ret;
-}
-
 /* 0 when the directory has no entries besides . and .., -ENOTEMPTY otherwise. */
 static int dir_check_empty(int dir_fd)
 {
@@ -260,17 +393,16 @@ static int dir_check_empty(int dir_fd)
 	return ret;
 }
 
-static int path_join(char *out, size_t len, const char *dir, const char *name)
-{
-	int n = snprintf(out, len, "%s/%s", dir, name);
-	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
-
 /* Remove what a failed vault_create made inside dir_fd (best effort). */
 static void create_undo(int dir_fd)
 {
-	unlinkat(dir_fd, VAULT_META_DIR "/data.mdb", 0);
-	unlinkat(dir_fd, VAULT_META_DIR "/lock.mdb", 0);
+	int meta_fd = open_dir_at(dir_fd, VAULT_META_DIR);
+
+	if (meta_fd >= 0) {
+		unlinkat(meta_fd, "data.mdb", 0);
+		unlinkat(meta_fd, "lock.mdb", 0);
+		close(meta_fd);
+	}
 	unlinkat(dir_fd, VAULT_META_DIR, AT_REMOVEDIR);
 	unlinkat(dir_fd, VAULT_OBJECTS_DIR, AT_REMOVEDIR);
 	unlinkat(dir_fd, HEADER_TEMP_FILE, 0);
@@ -281,46 +413,43 @@ int vault_create(const char *dir, enum crypto_cipher cipher, uint32_t flags,
 {
 	struct vault_header header = { 0 };
 	uint8_t bytes[VAULT_HEADER_LEN];
-	char meta_path[4096];
 	struct store *store = NULL;
 	uint8_t *dek;
 	bool made_dir = false;
-	int dir_fd, ret;
+	int dir_fd, meta_fd, err;
 
 	if (crypto_cipher_name(cipher) == NULL || (flags & ~(uint32_t)VAULT_FLAG_EPHEMERAL))
 		return -EINVAL;
 	if (!crypto_cipher_available(cipher))
 		return -ENOTSUP;
-	ret = path_join(meta_path, sizeof(meta_path), dir, VAULT_META_DIR);
-	if (ret < 0)
-		return ret;
 	dek = secret_alloc(CRYPTO_KEY_LEN);
 	if (dek == NULL)
 		return -ENOMEM;
 	/* Fetch the key first: a source without version 1 must not leave a directory. */
-	ret = keysource_get(keys, 1, dek);
-	if (ret < 0)
+	err = keysource_get(keys, 1, dek);
+	if (err)
 		goto out_free_dek;
 
 	if (mkdir(dir, 0700) == 0)
 		made_dir = true;
 	else if (errno != EEXIST) {
-		ret = -errno;
+		err = -errno;
 		goto out_free_dek;
 	}
-	dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dir_fd = open_vault_dir(dir);
 	if (dir_fd < 0) {
-		ret = -errno;
+		err = dir_fd;
 		goto out_rmdir;
 	}
 	if (!made_dir) {
-		ret = dir_check_empty(dir_fd);
-		if (ret < 0)
+		err = dir_check_empty(dir_fd);
+		if (err)
 			goto out_close_dir;
 	}
-	if (mkdirat(dir_fd, VAULT_OBJECTS_DIR, 0700) < 0) {
-		ret = -errno;
-		goto out_close_dir;
+	if (mkdirat(dir_fd, VAULT_OBJECTS_DIR, 0700) < 0 ||
+	    mkdirat(dir_fd, VAULT_META_DIR, 0700) < 0) {
+		err = -errno;
+		goto out_undo;
 	}
 
 	header.format_version = VAULT_FORMAT_VERSION;
@@ -329,30 +458,36 @@ int vault_create(const char *dir, enum crypto_cipher cipher, uint32_t flags,
 	header.created = (uint64_t)time(NULL);
 	crypto_random(header.vault_id, VAULT_ID_LEN);
 	header.check_version = 1;
-	ret = header_check_values(&header, dek, header.key_check, header.mac);
-	if (ret < 0)
+	err = header_check_values(&header, dek, header.key_check, header.mac);
+	if (err)
 		goto out_undo;
 
-	ret = store_open(&store, meta_path, STORE_CREATE);
-	if (ret < 0)
+	meta_fd = open_dir_at(dir_fd, VAULT_META_DIR);
+	if (meta_fd < 0) {
+		err = meta_fd;
 		goto out_undo;
-	ret = meta_format(store, cipher, header.vault_id, keys, root_uid, root_gid);
-	if (ret == 0)
-		ret = store_sync(store);
-	store_close(store);
+	}
+	err = store_open_dir(&store, meta_fd, STORE_CREATE);
+	if (!err) {
+		err = meta_format(store, cipher, header.vault_id, keys, root_uid, root_gid);
+		if (!err)
+			err = store_sync(store);
+		store_close(store);
+	}
 	/* store_sync makes the data durable, not the names of LMDB's files. */
-	if (ret == 0)
-		ret = fsync_dir_at(dir_fd, VAULT_META_DIR);
-	if (ret < 0)
+	if (!err && fsync(meta_fd) < 0)
+		err = -errno;
+	close(meta_fd);
+	if (err)
 		goto out_undo;
 
 	/* The header goes last: until it exists this is not a vault. */
 	vault_header_encode(bytes, &header);
-	ret = write_header_at(dir_fd, bytes);
-	if (ret < 0)
+	err = write_header_at(dir_fd, bytes);
+	if (err)
 		goto out_undo;
 	if (made_dir)
-		ret = fsync_parent(dir);
+		err = fsync_parent(dir);
 	goto out_close_dir;
 
 out_undo:
@@ -360,91 +495,100 @@ out_undo:
 out_close_dir:
 	close(dir_fd);
 out_rmdir:
-	if (ret < 0 && made_dir)
+	if (err && made_dir)
 		rmdir(dir);
 out_free_dek:
 	secret_free(dek);
-	return ret;
+	return err;
 }
 
 int vault_open(struct vault **out, const char *dir, struct keysource *keys, unsigned flags)
 {
 	uint8_t key_check[VAULT_CHECK_LEN], mac[VAULT_CHECK_LEN];
-	char meta_path[4096];
+	char link[PATH_MAX];
 	struct vault *vault;
 	uint8_t *dek;
-	int ret;
+	int meta_fd, err;
 
 	*out = NULL;
-	ret = path_join(meta_path, sizeof(meta_path), dir, VAULT_META_DIR);
-	if (ret < 0)
-		return ret;
 	vault = calloc(1, sizeof(*vault));
 	if (vault == NULL)
 		return -ENOMEM;
 	vault->dir_fd = -1;
 	vault->objects_fd = -1;
+	for (size_t i = 0; i < sizeof(vault->fanout_fd) / sizeof(vault->fanout_fd[0]); i++)
+		vault->fanout_fd[i] = -1;
 	vault->keys = keys;
 	dek = secret_alloc(CRYPTO_KEY_LEN);
 	if (dek == NULL) {
-		ret = -ENOMEM;
+		err = -ENOMEM;
 		goto out_close;
 	}
 
-	vault->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	vault->dir_fd = open_vault_dir(dir);
 	if (vault->dir_fd < 0) {
-		ret = -errno;
+		err = vault->dir_fd;
 		goto out_close;
 	}
-	ret = read_header_at(vault->dir_fd, &vault->header);
-	if (ret < 0)
+	err = read_header_at(vault->dir_fd, &vault->header);
+	if (err)
 		goto out_close;
-	ret = keysource_get(keys, vault->header.check_version, dek);
-	if (ret < 0)
+	/* Before any key is used on it. Every open below refuses a link too, if one
+	 * appears after this look. */
+	err = find_link_at(vault->dir_fd, link, sizeof(link));
+	if (err)
 		goto out_close;
-	ret = header_check_values(&vault->header, dek, key_check, mac);
-	if (ret < 0)
+	err = keysource_get(keys, vault->header.check_version, dek);
+	if (err)
+		goto out_close;
+	err = header_check_values(&vault->header, dek, key_check, mac);
+	if (err)
 		goto out_close;
 	if (secret_compare(key_check, vault->header.key_check, VAULT_CHECK_LEN) != 0) {
-		ret = -EKEYREJECTED;
+		err = -EKEYREJECTED;
 		goto out_close;
 	}
 	if (secret_compare(mac, vault->header.mac, VAULT_CHECK_LEN) != 0) {
-		ret = -EBADMSG;
+		err = -EBADMSG;
 		goto out_close;
 	}
 	/* Authentic, but from a newer release. */
 	if (crypto_cipher_name((enum crypto_cipher)vault->header.cipher) == NULL ||
 	    (vault->header.flags & ~(uint32_t)VAULT_FLAG_EPHEMERAL)) {
-		ret = -EPROTONOSUPPORT;
+		err = -EPROTONOSUPPORT;
 		goto out_close;
 	}
 	if (!crypto_cipher_available((enum crypto_cipher)vault->header.cipher)) {
-		ret = -ENOTSUP;
+		err = -ENOTSUP;
 		goto out_close;
 	}
 
-	vault->objects_fd = openat(vault->dir_fd, VAULT_OBJECTS_DIR,
-				   O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	vault->objects_fd = open_dir_at(vault->dir_fd, VAULT_OBJECTS_DIR);
 	if (vault->objects_fd < 0) {
-		ret = errno == ENOENT ? -EIO : -errno;
+		err = vault->objects_fd == -ENOENT ? -EIO : vault->objects_fd;
 		goto out_close;
 	}
 	if (!(flags & VAULT_OPEN_READ_ONLY)) {
-		ret = pool_open(&vault->pool, vault->objects_fd);
-		if (ret < 0)
+		err = pool_open(&vault->pool, vault->objects_fd);
+		if (err)
 			goto out_close;
 	}
-	ret = store_open(&vault->store, meta_path,
-			 (flags & VAULT_OPEN_READ_ONLY) ? STORE_READ_ONLY : 0);
-	/* A header without its store is a damaged vault, not a missing one. */
-	if (ret == -ENOENT)
-		ret = -EIO;
-	if (ret < 0)
+	meta_fd = open_dir_at(vault->dir_fd, VAULT_META_DIR);
+	if (meta_fd < 0) {
+		/* A header without its store is a damaged vault, not a missing one. */
+		err = meta_fd == -ENOENT ? -EIO : meta_fd;
 		goto out_close;
-	ret = meta_open(&vault->meta, vault->store, (enum crypto_cipher)vault->header.cipher,
+	}
+	err = store_open_dir(&vault->store, meta_fd,
+			     (flags & VAULT_OPEN_READ_ONLY) ? STORE_READ_ONLY : 0);
+	close(meta_fd);
+	if (err == -ENOENT)
+		err = -EIO;
+	if (err)
+		goto out_close;
+	err = meta_open(&vault->meta, vault->store, (enum crypto_cipher)vault->header.cipher,
 			vault->header.vault_id, keys);
-	if (ret < 0)
+	if (err)
 		goto out_close;
 	*out = vault;
 	vault = NULL;
@@ -453,7 +597,7 @@ out_close:
 	secret_wipe(mac, sizeof(mac));
 	secret_free(dek);
 	vault_close(vault);
-	return ret;
+	return err;
 }
 
 int vault_rebind(struct vault *vault, uint32_t version)
@@ -495,6 +639,10 @@ void vault_close(struct vault *vault)
 	pool_free(vault->pool);
 	meta_close(vault->meta);
 	store_close(vault->store);
+	for (size_t i = 0; i < sizeof(vault->fanout_fd) / sizeof(vault->fanout_fd[0]); i++) {
+		if (vault->fanout_fd[i] >= 0)
+			close(vault->fanout_fd[i]);
+	}
 	if (vault->objects_fd >= 0)
 		close(vault->objects_fd);
 	if (vault->dir_fd >= 0)
@@ -509,57 +657,77 @@ void vault_object_path(char buf[VAULT_OBJECT_PATH_LEN], const uint8_t object_id[
 	crypto_to_hex(buf + 3, VAULT_OBJECT_PATH_LEN - 3, object_id, OBJECT_ID_LEN);
 }
 
-/* Create the fan-out directory of path ("xx/<id>") if it is missing. Each is checked once
- * per open vault: creating a file should not cost a mkdir. */
-static int make_fanout(struct vault *vault, char path[VAULT_OBJECT_PATH_LEN])
+/*
+ * The fan-out directory objects/xx of object_id (xx its first byte in hex), made first
+ * when create and it is missing. Opened once per open vault and kept (at most 256 fds):
+ * objects are then opened, created, renamed and removed relative to it, with no path
+ * component left that a link could redirect, and at no extra system call. Returns an fd
+ * the vault owns, -ENOENT (missing, create false), -ELOOP (a link), -errno.
+ */
+static int fanout_dir(struct vault *vault, const uint8_t object_id[OBJECT_ID_LEN], bool create)
 {
-	uint8_t index;
-	int ret = 0;
+	int *slot = &vault->fanout_fd[object_id[0]];
+	int fd = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	int expected = -1;
+	char name[3];
 
-	if (crypto_from_hex(&index, 1, path, 2) != 0)
-		return -EINVAL;
-	if (__atomic_load_n(&vault->fanout_made[index], __ATOMIC_ACQUIRE))
-		return 0;
-	path[2] = '\0';
-	if (mkdirat(vault->objects_fd, path, 0700) == 0) {
-		/* A new fan-out directory must survive power loss with its files. */
-		if (fsync(vault->objects_fd) < 0)
-			ret = -errno;
-	} else if (errno != EEXIST) {
-		ret = -errno;
+	if (fd >= 0)
+		return fd;
+	crypto_to_hex(name, sizeof(name), object_id, 1);
+	if (create) {
+		if (mkdirat(vault->objects_fd, name, 0700) == 0) {
+			/* A new fan-out directory must survive power loss with its files. */
+			if (fsync(vault->objects_fd) < 0)
+				return -errno;
+		} else if (errno != EEXIST) {
+			return -errno;
+		}
 	}
-	path[2] = '/';
-	if (ret == 0)
-		__atomic_store_n(&vault->fanout_made[index], true, __ATOMIC_RELEASE);
-	return ret;
+	fd = open_dir_at(vault->objects_fd, name);
+	if (fd < 0)
+		return fd;
+	/* Another thread may have opened it meanwhile: keep one. */
+	if (!__atomic_compare_exchange_n(slot, &expected, fd, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE)) {
+		close(fd);
+		fd = expected;
+	}
+	return fd;
+}
+
+/* The name of an object's file in its fan-out directory: its id in hex. */
+static void object_name(char name[2 * OBJECT_ID_LEN + 1], const uint8_t object_id[OBJECT_ID_LEN])
+{
+	crypto_to_hex(name, 2 * OBJECT_ID_LEN + 1, object_id, OBJECT_ID_LEN);
 }
 
 int vault_object_open(struct vault *vault, const uint8_t object_id[OBJECT_ID_LEN], int flags)
 {
-	char path[VAULT_OBJECT_PATH_LEN];
-	int fd;
+	char name[2 * OBJECT_ID_LEN + 1];
+	int dir_fd, fd;
 
-	vault_object_path(path, object_id);
-	if (flags & O_CREAT) {
-		int ret = make_fanout(vault, path);
-		if (ret < 0)
-			return ret;
-	}
-	fd = openat(vault->objects_fd, path, flags | O_CLOEXEC | O_NOFOLLOW, 0600);
+	dir_fd = fanout_dir(vault, object_id, (flags & O_CREAT) != 0);
+	if (dir_fd < 0)
+		return dir_fd;
+	object_name(name, object_id);
+	fd = openat(dir_fd, name, flags | O_CLOEXEC | O_NOFOLLOW, 0600);
 	return fd < 0 ? -errno : fd;
 }
 
 int vault_object_unlink(struct vault *vault, const uint8_t object_id[OBJECT_ID_LEN])
 {
-	char path[VAULT_OBJECT_PATH_LEN];
-	int ret = -EROFS;
+	char name[2 * OBJECT_ID_LEN + 1];
+	int dir_fd, err = -EROFS;
 
-	vault_object_path(path, object_id);
-	if (vault->pool != NULL)
-		ret = pool_put(vault->pool, path, object_id);
-	if (ret == 0 || ret == -ENOENT)
-		return ret;
-	return unlinkat(vault->objects_fd, path, 0) < 0 ? -errno : 0;
+	dir_fd = fanout_dir(vault, object_id, false);
+	if (dir_fd < 0)
+		return dir_fd;
+	object_name(name, object_id);
+	if (vault->pool)
+		err = pool_put(vault->pool, dir_fd, name, object_id);
+	if (!err || err == -ENOENT)
+		return err;
+	return unlinkat(dir_fd, name, 0) < 0 ? -errno : 0;
 }
 
 void vault_object_start(struct vault *vault)
@@ -620,17 +788,20 @@ void vault_object_header(const struct vault *vault, const struct meta_inode *rec
 
 int vault_object_create(struct vault *vault, struct meta_inode *rec)
 {
-	char path[VAULT_OBJECT_PATH_LEN];
+	char name[2 * OBJECT_ID_LEN + 1];
 	uint8_t encoded[OBJECT_HEADER_LEN];
 	struct object_header header;
-	int fd, ret;
+	int dir_fd, fd, err;
 
 	crypto_random(rec->object_id, OBJECT_ID_LEN);
 	rec->key_version = meta_key_version(vault->meta);
 	vault_object_header(vault, rec, &header);
 	object_header_encode(encoded, &header);
-	vault_object_path(path, rec->object_id);
-	if (vault->pool != NULL && make_fanout(vault, path) == 0 && pool_take(vault->pool, path) == 0) {
+	dir_fd = fanout_dir(vault, rec->object_id, true);
+	if (dir_fd < 0)
+		return dir_fd;
+	object_name(name, rec->object_id);
+	if (vault->pool && pool_take(vault->pool, dir_fd, name) == 0) {
 		/* Emptied by the pool. Not opened with O_TRUNC: ext4 flushes a file truncated
 		 * to zero at its close, which would cost every small file a write-out. */
 		struct stat st;
@@ -644,11 +815,11 @@ int vault_object_create(struct vault *vault, struct meta_inode *rec)
 	}
 	if (fd < 0)
 		return fd;
-	ret = write_all_at(fd, encoded, sizeof(encoded), 0);
-	if (ret < 0) {
+	err = write_all_at(fd, encoded, sizeof(encoded), 0);
+	if (err) {
 		close(fd);
 		(void)vault_object_unlink(vault, rec->object_id);
-		return ret;
+		return err;
 	}
 	return fd;
 }
@@ -664,6 +835,10 @@ int vault_object_attach(struct vault *vault, const struct meta_inode *rec, int f
 	fd = vault_object_open(vault, rec->object_id, flags);
 	if (fd == -ENOENT) {
 		*why = "object file is missing";
+		return -EIO;
+	}
+	if (fd == -ELOOP) {
+		*why = "object file or its directory is a symbolic link (backing store altered)";
 		return -EIO;
 	}
 	if (fd < 0)
@@ -716,9 +891,11 @@ static int walk_fanout(int objects_fd, const char *fanout, object_visit visit, v
 	DIR *d;
 	int fd, ret = 0;
 
-	fd = openat(objects_fd, fanout, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	fd = open_dir_at(objects_fd, fanout);
+	/* Not a directory: nothing vaultfs made. A link is never followed, nor skipped as
+	 * if the objects behind it did not exist. */
 	if (fd < 0)
-		return errno == ENOTDIR || errno == ELOOP ? 0 : -errno;
+		return fd == -ENOTDIR ? 0 : fd;
 	d = fdopendir(fd);
 	if (d == NULL) {
 		ret = -errno;
@@ -772,21 +949,18 @@ static int walk_objects(int objects_fd, object_visit visit, void *arg)
 	return ret;
 }
 
-/* walk_objects over dir/objects, for the counts that need no key. */
-static int walk_objects_in(const char *dir, object_visit visit, void *arg)
+/* walk_objects over objects/ of the vault open on dir_fd, for the counts that need no
+ * key. */
+static int walk_objects_at(int dir_fd, object_visit visit, void *arg)
 {
-	char path[4096];
-	int fd, ret;
+	int fd, err;
 
-	ret = path_join(path, sizeof(path), dir, VAULT_OBJECTS_DIR);
-	if (ret < 0)
-		return ret;
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	fd = open_dir_at(dir_fd, VAULT_OBJECTS_DIR);
 	if (fd < 0)
-		return -errno;
-	ret = walk_objects(fd, visit, arg);
+		return fd;
+	err = walk_objects(fd, visit, arg);
 	close(fd);
-	return ret;
+	return err;
 }
 
 static int count_object(void *arg, int fanout_fd, const struct dirent *entry)
@@ -799,8 +973,15 @@ static int count_object(void *arg, int fanout_fd, const struct dirent *entry)
 
 int vault_object_count(const char *dir, uint64_t *count)
 {
+	int dir_fd, err;
+
 	*count = 0;
-	return walk_objects_in(dir, count_object, count);
+	dir_fd = open_vault_dir(dir);
+	if (dir_fd < 0)
+		return dir_fd;
+	err = walk_objects_at(dir_fd, count_object, count);
+	close(dir_fd);
+	return err;
 }
 
 /* Key version uses (for retiring a version), counted without a key. */
@@ -931,40 +1112,53 @@ int vault_key_versions_in_use(const char *dir, struct vault_key_use **uses, size
 	struct use_count c = { 0 };
 	struct vault_header header;
 	struct store *store = NULL;
-	char path[4096];
-	int ret;
+	char link[PATH_MAX];
+	int dir_fd, meta_fd, err;
 
 	*uses = NULL;
 	*count = 0;
-	ret = vault_header_read(dir, &header);
-	if (ret < 0)
-		return ret;
+	dir_fd = open_vault_dir(dir);
+	if (dir_fd < 0)
+		return dir_fd;
+	err = read_header_at(dir_fd, &header);
+	if (!err)
+		err = find_link_at(dir_fd, link, sizeof(link));
+	if (err)
+		goto out_close;
 	struct vault_key_use *header_use = use_of(&c, header.check_version);
-	if (header_use == NULL)
-		return -ENOMEM;
+	if (!header_use) {
+		err = -ENOMEM;
+		goto out_close;
+	}
 	header_use->header = true;
-	ret = walk_objects_in(dir, count_object_version, &c);
-	if (ret < 0)
+	err = walk_objects_at(dir_fd, count_object_version, &c);
+	if (err)
 		goto out_free;
 
-	ret = path_join(path, sizeof(path), dir, VAULT_META_DIR);
-	if (ret < 0)
-		goto out_free;
-	ret = store_open(&store, path, STORE_READ_ONLY);
+	meta_fd = open_dir_at(dir_fd, VAULT_META_DIR);
+	if (meta_fd < 0) {
+		err = meta_fd;
+	} else {
+		err = store_open_dir(&store, meta_fd, STORE_READ_ONLY);
+		close(meta_fd);
+	}
 	/* A header without its store is a damaged vault, not a missing one. */
-	if (ret == -ENOENT)
-		ret = -EIO;
-	if (ret < 0)
+	if (err == -ENOENT)
+		err = -EIO;
+	if (err)
 		goto out_free;
-	ret = count_record_versions(store, &c);
+	err = count_record_versions(store, &c);
 	store_close(store);
-	if (ret < 0)
+	if (err)
 		goto out_free;
 	*uses = c.uses;
 	*count = c.count;
+	close(dir_fd);
 	return 0;
 
 out_free:
 	free(c.uses);
-	return ret;
+out_close:
+	close(dir_fd);
+	return err;
 }

@@ -6,6 +6,11 @@
  *   <vault>/objects/xx/<id>  ciphertext objects (object.h); xx = first byte of id in hex
  *   <vault>/objects/free/    emptied object files of removed files, kept for reuse
  *
+ * A vault never holds a symbolic link, and none is ever followed inside one: the vault
+ * directory (the last component of the path given; the directories leading to it may be
+ * links), its entries, those of meta/ and objects/ and of every directory in objects/.
+ * Where one is found the call fails with -ELOOP; vault_find_link names it.
+ *
  * The header is readable without a key (format version, cipher, vault id, creation time)
  * and carries a key check (PRF of one DEK version, 1 until a rekey moves it to the newest)
  * so a wrong key is refused before any data is touched, and a MAC under the same key so a
@@ -57,13 +62,15 @@ int vault_header_decode(struct vault_header *header, const uint8_t in[VAULT_HEAD
 	__attribute__((warn_unused_result));
 
 /* Read the header of the vault in dir. Returns 0, -ENOENT (no vault there: no header
- * file), -EBADMSG, -EPROTONOSUPPORT, -errno. */
+ * file), -EBADMSG, -EPROTONOSUPPORT, -ELOOP (dir or its header file is a symbolic link),
+ * -errno. */
 int vault_header_read(const char *dir, struct vault_header *header)
 	__attribute__((warn_unused_result));
 
 /*
- * Create a vault in dir, which must be missing or empty (-ENOTEMPTY otherwise), keyed by
- * version 1 of keys. The root directory is owned by root_uid/root_gid.
+ * Create a vault in dir, which must be missing or empty (-ENOTEMPTY otherwise; -ELOOP
+ * when dir is a symbolic link), keyed by version 1 of keys. The root directory is owned
+ * by root_uid/root_gid.
  */
 int vault_create(const char *dir, enum crypto_cipher cipher, uint32_t flags,
 		 struct keysource *keys, uint32_t root_uid, uint32_t root_gid)
@@ -80,7 +87,7 @@ struct vault {
 	struct keysource *keys;  /* borrowed */
 	struct pool *pool;       /* removed object files, emptied for reuse (pool.h); NULL
 				  * when read-only */
-	bool fanout_made[256];   /* objects/xx known to exist (atomic) */
+	int fanout_fd[256];      /* objects/xx, opened at first use (atomic; -1: not yet) */
 };
 
 #define VAULT_OPEN_READ_ONLY 0x1
@@ -88,11 +95,23 @@ struct vault {
 /*
  * Open the vault in dir with keys (borrowed; must outlive the vault). Returns 0,
  * -ENOENT (not a vault), -EPROTONOSUPPORT, -EKEYREJECTED (wrong key: key check fails),
- * -EBADMSG (header MAC or metadata fails to authenticate), -errno.
+ * -EBADMSG (header MAC or metadata fails to authenticate), -ELOOP (the vault holds a
+ * symbolic link, found before any key is used: vault_find_link names it), -errno.
+ * Opening reads every directory of the vault once, to look for links (a readdir each,
+ * no stat per file where the file system gives entry types).
  */
 int vault_open(struct vault **out, const char *dir, struct keysource *keys, unsigned flags)
 	__attribute__((warn_unused_result));
 void vault_close(struct vault *vault);
+
+/*
+ * Look for a symbolic link in the vault in dir, where vault_open looks: returns -ELOOP
+ * with its path relative to dir in where ("" when dir itself is the link; truncated to
+ * len; where may be NULL when len is 0), 0 when there is none, -errno (-ENOENT: no dir).
+ * Made for a caller's message after -ELOOP from another call: it finds nothing if the
+ * link was removed meanwhile.
+ */
+int vault_find_link(const char *dir, char *where, size_t len) __attribute__((warn_unused_result));
 
 /*
  * Make the header's key check and MAC with DEK version (a rekey moves them to the newest
@@ -106,7 +125,8 @@ int vault_rebind(struct vault *vault, uint32_t version) __attribute__((warn_unus
 void vault_object_path(char buf[36], const uint8_t object_id[OBJECT_ID_LEN]);
 
 /* Open (flags as open(2); O_CREAT creates the xx/ directory as needed) or remove an
- * object. Return an fd / 0, or -errno (-ENOENT: no such object). Removing moves the file
+ * object. Return an fd / 0, or -errno (-ENOENT: no such object; -ELOOP: the object file
+ * or its xx/ directory is a symbolic link, not followed). Removing moves the file
  * into objects/trash at once; the pool empties it (its ciphertext freed as unlink would)
  * and keeps it in objects/free for vault_object_create to reuse, because on ext4 without
  * a journal every new inode scans the inodes freed in the last minutes. A read-only vault
@@ -134,19 +154,22 @@ int vault_object_create(struct vault *vault, struct meta_inode *rec)
  * against the record: its header names the record's object id, key version, this vault
  * and cipher; its length covers every block the record says holds data and does not pass
  * object_max_len. Returns an fd; -EIO with *why saying what is wrong (missing, swapped or
- * damaged, extended, truncated object) for the caller to log with the object id; -errno.
+ * damaged, extended, truncated object, a symbolic link in its place) for the caller to
+ * log with the object id; -errno.
  */
 int vault_object_attach(struct vault *vault, const struct meta_inode *rec, int flags,
 			const char **why);
 
 /* Call visit for every object file of an open vault with its id, the key version its
- * header names (0: unreadable) and its mtime, until visit returns non-zero (returned). */
+ * header names (0: unreadable) and its mtime, until visit returns non-zero (returned).
+ * -ELOOP when a fan-out directory is a symbolic link (its objects are not skipped). */
 typedef int vault_object_visit(void *arg, const uint8_t object_id[OBJECT_ID_LEN],
 			       uint32_t key_version, time_t mtime);
 int vault_objects_each(struct vault *vault, vault_object_visit *visit, void *arg)
 	__attribute__((warn_unused_result));
 
-/* Count object files under dir/objects without a key. */
+/* Count object files under dir/objects without a key. Returns 0, -ELOOP (dir, objects/
+ * or a fan-out directory is a symbolic link), -errno. */
 int vault_object_count(const char *dir, uint64_t *count) __attribute__((warn_unused_result));
 
 #define VAULT_OBJECT_PATH_LEN 36
@@ -167,7 +190,8 @@ struct vault_key_use {
  * destroys). An object too short or malformed to name its version and a value too
  * short to carry one are counted under version 0: treat them as using every version.
  * *uses is malloc'd, sorted by version, one entry per version seen (NULL when none).
- * Returns 0, -ENOENT (no vault there), -ENOMEM or -errno.
+ * Returns 0, -ENOENT (no vault there), -ELOOP (the vault holds a symbolic link), -ENOMEM
+ * or -errno.
  */
 int vault_key_versions_in_use(const char *dir, struct vault_key_use **uses, size_t *count)
 	__attribute__((warn_unused_result));

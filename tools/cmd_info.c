@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -53,6 +54,23 @@ static int report_header_error(int err, const char *dir)
 	default:
 		return vaultctl_error("cannot read the header of '%s': %s", dir, strerror(-err));
 	}
+}
+
+/* The vault in dir holds a symbolic link: name it (vault_find_link) and refuse. */
+static int report_link(const char *dir)
+{
+	char where[PATH_MAX];
+	int err = vault_find_link(dir, where, sizeof(where));
+
+	if (err == -ELOOP && !where[0])
+		return vaultctl_error("vault '%s' is a symbolic link: refusing to read it: give "
+				      "the directory it points to", dir);
+	if (err == -ELOOP)
+		return vaultctl_error("vault '%s' contains a symbolic link at '%s': refusing to "
+				      "read it: a vault never holds links; restore it from a "
+				      "backup", dir, where);
+	return vaultctl_error("vault '%s' contains a symbolic link: refusing to read it: a "
+			      "vault never holds links; restore it from a backup", dir);
 }
 
 /* "none", or the names of the known flags and the hex value of any others. */
@@ -119,9 +137,16 @@ int cmd_info(int argc, char *argv[])
 		return vaultctl_error("cannot initialise the crypto library: %s", strerror(-err));
 
 	err = vault_header_read(dir, &header);
+	if (err == -ELOOP)
+		return report_link(dir);
 	if (err < 0)
 		return report_header_error(err, dir);
-	err = vault_object_count(dir, &objects);
+	/* Nothing is followed anyway; a link is named, as vaultfs names it at a mount. */
+	err = vault_find_link(dir, NULL, 0);
+	if (err == 0)
+		err = vault_object_count(dir, &objects);
+	if (err == -ELOOP)
+		return report_link(dir);
 	if (err < 0)
 		return vaultctl_error("cannot count the objects of '%s': %s: check '%s/"
 				      VAULT_OBJECTS_DIR "'", dir, strerror(-err), dir);

@@ -108,6 +108,9 @@ static int report_create_error(int err, const char *dir)
 	case -ENOTDIR:
 		return vaultctl_error("'%s' is not a directory: give a new or empty directory",
 				      dir);
+	case -ELOOP:
+		return vaultctl_error("'%s' is a symbolic link: a vault holds none and is never "
+				      "reached through one: give the directory it points to", dir);
 	case -ENOENT:
 		return vaultctl_error("cannot create vault '%s': its parent directory does not "
 				      "exist: create it first", dir);

@@ -2,15 +2,16 @@
  * Unit tests of the metadata store: what meta.c and the keystore rely on from LMDB, seen
  * through the store contract (errors as -errno, key order, persistence, read-only, map
  * full, a map that grows under readers and other processes, a full disk, schemas,
- * compaction that leaves no freed bytes in the files).
+ * compaction that leaves no freed bytes in the files, LMDB's files as symbolic links
+ * refused and not followed).
  */
 #include "lib/store.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -545,29 +546,50 @@ static void fill_disk(const char *path)
 	close(fd);
 }
 
+/*
+ * A 40 MiB tmpfs that is mounted nowhere: fsopen() and fsmount() make a detached mount,
+ * reached only through the descriptor returned. Nothing can be left mounted, even by a
+ * test that dies, and neither a mount namespace nor a "/" that is a mount point (a chroot
+ * lacks one) is needed. Returns the descriptor, or -errno when this process may not
+ * make one (no CAP_SYS_ADMIN, as in an unprivileged container).
+ */
+static int detached_tmpfs(void)
+{
+	int fs, mnt;
+
+	fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+	if (fs < 0)
+		return -errno;
+	ck_assert_int_eq(fsconfig(fs, FSCONFIG_SET_STRING, "size", "40m", 0), 0);
+	ck_assert_int_eq(fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0), 0);
+	mnt = fsmount(fs, FSMOUNT_CLOEXEC, 0);
+	ck_assert_msg(mnt >= 0, "fsmount: %s", strerror(errno));
+	close(fs);
+	return mnt;
+}
+
 /* On a full disk a write is -ENOSPC, not a SIGBUS through the writable map that ends the
  * process; the store reads and reopens meanwhile, and writes again once there is room.
- * In a 40 MiB tmpfs of a private mount namespace, so nothing is left mounted. */
+ * In a detached tmpfs, worked in as the current directory (paths through /proc would
+ * need /proc, which a chroot may not have). */
 START_TEST(test_disk_full)
 {
-	char small[160], dir[192], filler[192];
 	struct store *store;
-	int ret = 0, i;
+	int ret = 0, i, small, cwd;
 
-	if (geteuid() != 0) {
-		fprintf(stderr, "skip %s: mounting a small tmpfs needs root\n", __func__);
+	small = detached_tmpfs();
+	if (small == -EPERM || small == -ENOSYS) {
+		fprintf(stderr, "skip %s: making a small tmpfs needs CAP_SYS_ADMIN: %s\n", __func__,
+			strerror(-small));
 		return;
 	}
-	ck_assert_int_eq(unshare(CLONE_NEWNS), 0);
-	ck_assert_int_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
-	snprintf(small, sizeof(small), "%s/small", test_dir);
-	snprintf(dir, sizeof(dir), "%s/meta", small);
-	snprintf(filler, sizeof(filler), "%s/filler", small);
-	ck_assert_int_eq(mkdir(small, 0700), 0);
-	ck_assert_int_eq(mount("tmpfs", small, "tmpfs", 0, "size=40m"), 0);
+	ck_assert_msg(small >= 0, "fsopen: %s", strerror(-small));
+	cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	ck_assert_int_ge(cwd, 0);
+	ck_assert_int_eq(fchdir(small), 0);
 
-	ck_assert_int_eq(store_open(&store, dir, STORE_CREATE), 0);
-	fill_disk(filler);
+	ck_assert_int_eq(store_open(&store, "meta", STORE_CREATE), 0);
+	fill_disk("filler");
 	for (i = 0; ret == 0 && i < 100000; i++) {
 		uint8_t value[GROW_VALUE];
 		struct store_txn *txn;
@@ -584,14 +606,17 @@ START_TEST(test_disk_full)
 	ck_assert(grow_reads(store, 0));
 	ck_assert(grow_reads(store, stored - 1));
 	store_close(store);
-	ck_assert_int_eq(store_open(&store, dir, 0), 0);
+	ck_assert_int_eq(store_open(&store, "meta", 0), 0);
 	ck_assert(grow_reads(store, stored - 1));
 
-	ck_assert_int_eq(unlink(filler), 0);
+	ck_assert_int_eq(unlink("filler"), 0);
 	grow_fill(store, stored, stored + 4 * GROW_BATCH);
 	ck_assert(grow_reads(store, stored + 4 * GROW_BATCH - 1));
 	store_close(store);
-	ck_assert_int_eq(umount(small), 0);
+	/* The tmpfs goes away with its last reference: the directory and the descriptor. */
+	ck_assert_int_eq(fchdir(cwd), 0);
+	close(cwd);
+	close(small);
 }
 END_TEST
 
@@ -611,6 +636,76 @@ START_TEST(test_corrupt_file)
 	ck_assert_uint_eq(fwrite(junk, 1, sizeof(junk), f), sizeof(junk));
 	fclose(f);
 	ck_assert_int_eq(store_open(&store, store_dir, 0), -EIO);
+}
+END_TEST
+
+START_TEST(test_env_file_links)
+{
+	static const char *const names[] = { "data.mdb", "lock.mdb" };
+	static const char host_text[] = "a host file that LMDB must not write\n";
+	char host[192], path[192], aside[192], got[sizeof(host_text) + 1];
+	struct stat before, after;
+	struct store_txn *txn;
+	struct store *store;
+	int dir_fd, fd;
+
+	ck_assert_int_eq(store_open(&store, store_dir, STORE_CREATE), 0);
+	ck_assert_int_eq(store_txn_begin(store, true, &txn), 0);
+	put_str(txn, STORE_META, "k", "v");
+	ck_assert_int_eq(store_txn_commit(txn), 0);
+	store_close(store);
+	snprintf(host, sizeof(host), "%s/host-file", test_dir);
+	fd = open(host, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, host_text, strlen(host_text)), (ssize_t)strlen(host_text));
+	close(fd);
+	usleep(20000);
+	ck_assert_int_eq(stat(host, &before), 0);
+	snprintf(aside, sizeof(aside), "%s/aside", test_dir);
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", store_dir, names[i]);
+		ck_assert_int_eq(rename(path, aside), 0);
+		ck_assert_int_eq(symlink(host, path), 0);
+		ck_assert_int_eq(store_open(&store, store_dir, 0), -ELOOP);
+		ck_assert_int_eq(store_open(&store, store_dir, STORE_READ_ONLY), -ELOOP);
+		ck_assert_int_eq(store_open(&store, store_dir, STORE_CREATE), -ELOOP);
+		dir_fd = open(store_dir, O_RDONLY | O_DIRECTORY);
+		ck_assert_int_ge(dir_fd, 0);
+		ck_assert_int_eq(store_open_dir(&store, dir_fd, 0), -ELOOP);
+		close(dir_fd);
+		ck_assert_ptr_null(store);
+		/* The host file is as it was: not truncated, extended or written. */
+		ck_assert_int_eq(stat(host, &after), 0);
+		ck_assert_int_eq(after.st_size, (off_t)strlen(host_text));
+		ck_assert_int_eq(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+		ck_assert_int_eq(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+		fd = open(host, O_RDONLY);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(read(fd, got, sizeof(got)), (ssize_t)strlen(host_text));
+		close(fd);
+		ck_assert_mem_eq(got, host_text, strlen(host_text));
+		ck_assert_int_eq(unlink(path), 0);
+		ck_assert_int_eq(rename(aside, path), 0);
+	}
+	/* Not a regular file either: refused as a damaged store. */
+	snprintf(path, sizeof(path), "%s/lock.mdb", store_dir);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	ck_assert_int_eq(store_open(&store, store_dir, 0), -EIO);
+	ck_assert_int_eq(unlink(path), 0);
+
+	/* Whole again (lock.mdb made anew), through a directory fd as a vault opens it. */
+	dir_fd = open(store_dir, O_RDONLY | O_DIRECTORY);
+	ck_assert_int_ge(dir_fd, 0);
+	ck_assert_int_eq(store_open_dir(&store, dir_fd, STORE_READ_ONLY), 0);
+	close(dir_fd);
+	struct store_slice value;
+	ck_assert_int_eq(store_txn_begin(store, false, &txn), 0);
+	ck_assert_int_eq(store_get(txn, STORE_META, str_slice("k"), &value), 0);
+	ck_assert(slice_is(value, "v"));
+	store_txn_abort(txn);
+	store_close(store);
 }
 END_TEST
 
@@ -801,6 +896,7 @@ int main(void)
 	tcase_add_test(tc, test_map_grows_across_processes);
 	tcase_add_test(tc, test_disk_full);
 	tcase_add_test(tc, test_corrupt_file);
+	tcase_add_test(tc, test_env_file_links);
 	tcase_add_test(tc, test_schemas);
 	tcase_add_test(tc, test_compact);
 	tcase_add_test(tc, test_compact_refusals);

@@ -3,7 +3,9 @@
  * refusal of a wrong key, a tampered or truncated header, an unknown format version,
  * a non-empty or non-vault directory, object file paths, and the count of key versions
  * in use (objects and metadata values) made without a key; the vault headers of the fuzz
- * corpus (tests/fuzz/corpus-ondisk) and seeded mutations of them.
+ * corpus (tests/fuzz/corpus-ondisk) and seeded mutations of them; a backing store
+ * holding symbolic links (every file and directory of a used vault in turn) refused,
+ * and never followed.
  */
 #include "lib/vault.h"
 
@@ -11,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -791,6 +794,281 @@ END_TEST
 #define ONDISK_CORPUS TEST_DATA_DIR "/fuzz/corpus-ondisk"
 #define HEADER_MUTATIONS 50000
 
+/*
+ * A hostile backing store. The sentinel stands for a host file and a host directory
+ * outside the vault that a link in the vault points to; nothing vaultfs does may change
+ * them.
+ */
+#define SENTINEL_LEN 100
+#define VAULT_PATHS_MAX 64
+
+struct sentinel {
+	char file[192];       /* SENTINEL_LEN known bytes */
+	char dir[192];        /* holds one such file, named inner */
+	char inner[192 + 2 * OBJECT_ID_LEN + 2];
+	struct stat file_st, dir_st, inner_st;
+};
+
+static void sentinel_bytes(uint8_t out[SENTINEL_LEN])
+{
+	for (int i = 0; i < SENTINEL_LEN; i++)
+		out[i] = (uint8_t)(0x5a ^ i);
+}
+
+static void write_sentinel_file(const char *path)
+{
+	uint8_t bytes[SENTINEL_LEN];
+	int fd;
+
+	sentinel_bytes(bytes);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, bytes, sizeof(bytes)), (ssize_t)sizeof(bytes));
+	close(fd);
+}
+
+/* Make the sentinel file and directory in test_dir; the directory's file is named
+ * inner_name (what vaultfs would open there if it followed the link). */
+static void sentinel_make(struct sentinel *sentinel, const char *inner_name)
+{
+	snprintf(sentinel->file, sizeof(sentinel->file), "%s/host-file", test_dir);
+	snprintf(sentinel->dir, sizeof(sentinel->dir), "%s/host-dir", test_dir);
+	snprintf(sentinel->inner, sizeof(sentinel->inner), "%s/%s", sentinel->dir, inner_name);
+	write_sentinel_file(sentinel->file);
+	ck_assert_int_eq(mkdir(sentinel->dir, 0755), 0);
+	write_sentinel_file(sentinel->inner);
+	/* Times compared below must be able to differ from these. */
+	usleep(20000);
+	ck_assert_int_eq(lstat(sentinel->file, &sentinel->file_st), 0);
+	ck_assert_int_eq(lstat(sentinel->dir, &sentinel->dir_st), 0);
+	ck_assert_int_eq(lstat(sentinel->inner, &sentinel->inner_st), 0);
+}
+
+static bool same_times(const struct stat *a, const struct stat *b)
+{
+	return a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+static void assert_file_unchanged(const char *path, const struct stat *before, const char *what)
+{
+	uint8_t expected[SENTINEL_LEN], got[SENTINEL_LEN + 1];
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	sentinel_bytes(expected);
+	ck_assert_msg(lstat(path, &st) == 0, "%s: host file gone", what);
+	ck_assert_msg(S_ISREG(st.st_mode) && st.st_ino == before->st_ino &&
+		      st.st_size == SENTINEL_LEN && same_times(&st, before),
+		      "%s: host file %s changed (size %lld)", what, path, (long long)st.st_size);
+	fd = open(path, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	n = read(fd, got, sizeof(got));
+	close(fd);
+	ck_assert_msg(n == SENTINEL_LEN && memcmp(got, expected, SENTINEL_LEN) == 0,
+		      "%s: host file %s has other bytes", what, path);
+}
+
+/* Neither host file nor host directory was written, and the directory holds only its
+ * file (a file made and removed again would show in its times). */
+static void sentinel_assert_unchanged(const struct sentinel *sentinel, const char *what)
+{
+	struct stat st;
+	struct dirent *entry;
+	int entries = 0;
+	DIR *d;
+
+	assert_file_unchanged(sentinel->file, &sentinel->file_st, what);
+	assert_file_unchanged(sentinel->inner, &sentinel->inner_st, what);
+	ck_assert_int_eq(lstat(sentinel->dir, &st), 0);
+	ck_assert_msg(same_times(&st, &sentinel->dir_st), "%s: host directory changed", what);
+	d = opendir(sentinel->dir);
+	ck_assert_ptr_nonnull(d);
+	while ((entry = readdir(d)) != NULL)
+		entries++;
+	closedir(d);
+	ck_assert_msg(entries == 3, "%s: host directory has %d entries", what, entries);
+}
+
+static char vault_paths[VAULT_PATHS_MAX][96];
+static int vault_path_count;
+
+static int collect_path(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	ck_assert_int_lt(vault_path_count, VAULT_PATHS_MAX);
+	/* Relative to vault_dir; "" is the vault directory itself. */
+	const char *rel = path + strlen(vault_dir);
+	snprintf(vault_paths[vault_path_count++], sizeof(vault_paths[0]), "%s",
+		 rel[0] == '/' ? rel + 1 : rel);
+	return 0;
+}
+
+/* Every file and directory of vault_dir, the directory itself first. */
+static void list_vault_paths(void)
+{
+	vault_path_count = 0;
+	ck_assert_int_eq(nftw(vault_dir, collect_path, 16, FTW_PHYS), 0);
+}
+
+static bool path_is(const char *rel, const char *name)
+{
+	return strcmp(rel, name) == 0;
+}
+
+/* A vault as a mount leaves it: objects in fan-out directories, an emptied file in
+ * objects/free, meta/lock.mdb. */
+static void make_used_vault(void)
+{
+	struct meta_inode rec = { .ino = 2, .mode = S_IFREG | 0600, .nlink = 1 };
+	struct vault *vault;
+
+	ck_assert_int_eq(vault_create(vault_dir, CRYPTO_XCHACHA20POLY1305, 0, keys, 0, 0), 0);
+	ck_assert_int_eq(vault_open(&vault, vault_dir, keys, 0), 0);
+	for (int i = 0; i < 3; i++)
+		create_with(vault, &rec, "some ciphertext");
+	ck_assert_int_eq(vault_object_unlink(vault, rec.object_id), 0);
+	vault_close(vault);
+}
+
+START_TEST(test_links_refused)
+{
+	struct vault_key_use *uses;
+	struct vault_header header;
+	struct sentinel sentinel;
+	char path[PATH_MAX], aside[PATH_MAX], where[PATH_MAX];
+	bool saw_lock = false, saw_fanout = false, saw_object = false, saw_free = false;
+	size_t count;
+	uint64_t objects;
+
+	make_used_vault();
+	sentinel_make(&sentinel, "lock.mdb");
+	list_vault_paths();
+	snprintf(aside, sizeof(aside), "%s/aside", test_dir);
+	for (int i = 0; i < vault_path_count; i++) {
+		const char *rel = vault_paths[i];
+		struct stat st;
+
+		snprintf(path, sizeof(path), "%s%s%.*s", vault_dir, rel[0] ? "/" : "",
+			 (int)sizeof(vault_paths[0]), rel);
+		ck_assert_int_eq(lstat(path, &st), 0);
+		saw_lock |= path_is(rel, "meta/lock.mdb");
+		saw_fanout |= strlen(rel) == strlen("objects/xx") && S_ISDIR(st.st_mode);
+		saw_object |= strlen(rel) == strlen("objects/xx/") + 2 * OBJECT_ID_LEN &&
+			      strncmp(rel, "objects/free", 12) != 0;
+		saw_free |= strncmp(rel, "objects/free/", 13) == 0;
+
+		ck_assert_int_eq(rename(path, aside), 0);
+		ck_assert_int_eq(symlink(S_ISDIR(st.st_mode) ? sentinel.dir : sentinel.file, path),
+				 0);
+
+		ck_assert_msg(try_open(keys) == -ELOOP, "'%s' as a link: open gives %d", rel,
+			      try_open(keys));
+		struct vault *vault;
+		ck_assert_int_eq(vault_open(&vault, vault_dir, keys, VAULT_OPEN_READ_ONLY), -ELOOP);
+		ck_assert_int_eq(vault_find_link(vault_dir, where, sizeof(where)), -ELOOP);
+		ck_assert_str_eq(where, rel);
+		ck_assert_int_eq(vault_key_versions_in_use(vault_dir, &uses, &count), -ELOOP);
+		if (!rel[0] || path_is(rel, VAULT_HEADER_FILE))
+			ck_assert_int_eq(vault_header_read(vault_dir, &header), -ELOOP);
+		if (!rel[0] || path_is(rel, VAULT_OBJECTS_DIR) ||
+		    (strlen(rel) == strlen("objects/xx") && strncmp(rel, "objects/", 8) == 0))
+			ck_assert_int_eq(vault_object_count(vault_dir, &objects), -ELOOP);
+		if (!rel[0])
+			ck_assert_int_eq(vault_create(vault_dir, CRYPTO_XCHACHA20POLY1305, 0, keys,
+						      0, 0), -ELOOP);
+		sentinel_assert_unchanged(&sentinel, rel);
+
+		ck_assert_int_eq(unlink(path), 0);
+		ck_assert_int_eq(rename(aside, path), 0);
+	}
+	/* The vault had each kind of file, and is whole again. */
+	ck_assert(saw_lock && saw_fanout && saw_object && saw_free);
+	ck_assert_int_eq(vault_find_link(vault_dir, where, sizeof(where)), 0);
+	ck_assert_int_eq(try_open(keys), 0);
+	sentinel_assert_unchanged(&sentinel, "at the end");
+}
+END_TEST
+
+/* A new vault is not made through a link either: not in the directory it names. */
+START_TEST(test_create_through_link_refused)
+{
+	char empty[192];
+	struct stat before, after;
+
+	snprintf(empty, sizeof(empty), "%s/host-empty", test_dir);
+	ck_assert_int_eq(mkdir(empty, 0755), 0);
+	ck_assert_int_eq(lstat(empty, &before), 0);
+	usleep(20000);
+	ck_assert_int_eq(symlink(empty, vault_dir), 0);
+	ck_assert_int_eq(vault_create(vault_dir, CRYPTO_XCHACHA20POLY1305, 0, keys, 0, 0), -ELOOP);
+	/* With a trailing slash too, which open(2) would follow. */
+	char slashed[200];
+	snprintf(slashed, sizeof(slashed), "%s//", vault_dir);
+	ck_assert_int_eq(vault_create(slashed, CRYPTO_XCHACHA20POLY1305, 0, keys, 0, 0), -ELOOP);
+	ck_assert_int_eq(lstat(empty, &after), 0);
+	ck_assert(same_times(&before, &after));
+	ck_assert_int_eq(rmdir(empty), 0);
+}
+END_TEST
+
+static int visit_nothing(void *arg, const uint8_t object_id[OBJECT_ID_LEN],
+			 uint32_t key_version, time_t mtime)
+{
+	(void)arg;
+	(void)object_id;
+	(void)key_version;
+	(void)mtime;
+	return 0;
+}
+
+/* A link put in the vault while it is open is not followed either: objects are reached
+ * through their fan-out directory's own fd, never by a path through it. */
+START_TEST(test_link_after_open_not_followed)
+{
+	struct meta_inode rec = { .ino = 2, .mode = S_IFREG | 0600, .nlink = 1 };
+	uint8_t ids[1][OBJECT_ID_LEN], id[OBJECT_ID_LEN];
+	char name[2 * OBJECT_ID_LEN + 1], fanout[3], path[PATH_MAX];
+	struct sentinel sentinel;
+	struct vault *vault;
+	const char *why = NULL;
+
+	vault = vault_with_objects(ids, 1);
+	/* An object in a fan-out directory this vault has not opened yet. */
+	crypto_random(id, sizeof(id));
+	id[0] = (uint8_t)(ids[0][0] ^ 0x80);
+	crypto_to_hex(name, sizeof(name), id, sizeof(id));
+	crypto_to_hex(fanout, sizeof(fanout), id, 1);
+	sentinel_make(&sentinel, name);
+	snprintf(path, sizeof(path), "%s/objects/%s", vault_dir, fanout);
+	ck_assert_int_eq(symlink(sentinel.dir, path), 0);
+
+	ck_assert_int_eq(vault_object_open(vault, id, O_RDWR), -ELOOP);
+	ck_assert_int_eq(vault_object_open(vault, id, O_RDWR | O_CREAT | O_EXCL), -ELOOP);
+	ck_assert_int_eq(vault_object_unlink(vault, id), -ELOOP);
+	memcpy(rec.object_id, id, OBJECT_ID_LEN);
+	ck_assert_int_eq(vault_object_attach(vault, &rec, O_RDWR, &why), -EIO);
+	ck_assert_ptr_nonnull(strstr(why, "symbolic link"));
+	ck_assert_int_eq(vault_objects_each(vault, visit_nothing, NULL), -ELOOP);
+
+	/* An object file itself replaced by a link: not opened, and its removal removes the
+	 * link, not what it names. */
+	crypto_to_hex(name, sizeof(name), ids[0], OBJECT_ID_LEN);
+	crypto_to_hex(fanout, sizeof(fanout), ids[0], 1);
+	snprintf(path, sizeof(path), "%s/objects/%s/%s", vault_dir, fanout, name);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(symlink(sentinel.file, path), 0);
+	ck_assert_int_eq(vault_object_open(vault, ids[0], O_RDWR), -ELOOP);
+	ck_assert_int_eq(vault_object_unlink(vault, ids[0]), 0);
+	vault_object_settle(vault);
+	vault_close(vault);
+	sentinel_assert_unchanged(&sentinel, "after open");
+}
+END_TEST
+
 static bool replay_header(void *arg, const uint8_t *bytes, size_t len)
 {
 	(void)arg;
@@ -872,6 +1150,9 @@ int main(void)
 	tcase_add_test(tc, test_trash_waits_for_a_burst);
 	tcase_add_test(tc, test_trash_delay_is_bounded);
 	tcase_add_test(tc, test_key_versions_in_use);
+	tcase_add_test(tc, test_links_refused);
+	tcase_add_test(tc, test_create_through_link_refused);
+	tcase_add_test(tc, test_link_after_open_not_followed);
 	suite_add_tcase(suite, tc);
 
 	replay = tcase_create("replay");
