@@ -29,6 +29,8 @@
 struct lease {
 	char *socket_path;
 	char dataset[POLICY_NAME_MAX + 1];
+	char mountpoint[PROTOCOL_PATH_MAX + 1];   /* told to a restarted agent */
+	uint32_t holder_uid, holder_gid;          /* whom it is held for: 0 for root */
 	uint64_t id;
 	unsigned ttl;
 	struct timespec expires;      /* CLOCK_MONOTONIC */
@@ -231,19 +233,26 @@ void lease_revoke(struct vfs *vfs, struct keysource *keys, const char *why)
 	log_warn("lease revoked (%s): keys wiped, every access now refused", why);
 }
 
-static int renew_once(struct lease *lease)
+/* One renewal. *answered: the agent itself refused it (not a transport failure). */
+static int renew_once(struct lease *lease, bool *answered)
 {
 	struct protocol_message request = { 0 }, reply = { 0 };
 	struct agent *agent;
 	int err = agent_connect(&agent, lease->socket_path);
 
+	*answered = false;
 	if (err)
 		return err;
 	request.type = PROTOCOL_RENEW;
 	request.lease_id = lease->id;
+	/* What a restarted agent needs to take the lease back. */
 	snprintf(request.name, sizeof(request.name), "%s", lease->dataset);
+	snprintf(request.path, sizeof(request.path), "%s", lease->mountpoint);
+	request.holder_uid = lease->holder_uid;
+	request.holder_gid = lease->holder_gid;
 	vfs_rekey_status(lease->vfs, &request.rekey);
 	err = agent_call(agent, &request, &reply);
+	*answered = reply.type == PROTOCOL_ERROR;
 	agent_close(agent);
 	if (!err) {
 		err = take_keys(lease->keys, &reply);
@@ -268,12 +277,12 @@ static int renew_once(struct lease *lease)
 	return err;
 }
 
-/* Transport failures (agent restarting, socket gone) are retried until the lease runs
- * out; an answer from the agent that refuses is final. */
-static bool transport_error(int err)
+/* A refusal the agent answered is final, except "sealed, try again" (-EAGAIN: it
+ * restarted with a passphrase KEK). Whatever else failed - the agent restarting, its
+ * socket gone or full, a timeout - is tried again until the lease runs out. */
+static bool final_refusal(int err, bool answered)
 {
-	return err == -ECONNREFUSED || err == -ENOENT || err == -ECONNRESET || err == -ETIMEDOUT ||
-	       err == -EPIPE || err == -EAGAIN || err == -EINTR;
+	return answered && err != -EAGAIN;
 }
 
 static void *renewer(void *arg)
@@ -295,8 +304,9 @@ static void *renewer(void *arg)
 		if (lease->stop)
 			break;
 		pthread_mutex_unlock(&lease->lock);
-		int err = renew_once(lease);
-		if (err && !transport_error(err)) {
+		bool answered;
+		int err = renew_once(lease, &answered);
+		if (err && final_refusal(err, answered)) {
 			lease_revoke(lease->vfs, lease->keys, "the agent refused to renew it");
 		} else if (err && passed(&lease->expires)) {
 			lease_revoke(lease->vfs, lease->keys, "it expired: the agent is unreachable");
@@ -309,9 +319,13 @@ static void *renewer(void *arg)
 	return NULL;
 }
 
-int lease_start(struct lease *lease, struct vfs *vfs)
+int lease_start(struct lease *lease, struct vfs *vfs, const char *mountpoint,
+		uint32_t holder_uid, uint32_t holder_gid)
 {
 	lease->vfs = vfs;
+	snprintf(lease->mountpoint, sizeof(lease->mountpoint), "%s", mountpoint);
+	lease->holder_uid = holder_uid;
+	lease->holder_gid = holder_gid;
 	int err = pthread_create(&lease->thread, NULL, renewer, lease);
 	if (err)
 		return -err;

@@ -534,7 +534,7 @@ static int serve(struct vfs *vfs, struct fuse_args *args, const struct options *
 		goto out_unmount;
 	if (!vfs->read_only)
 		vault_object_start(vfs->vault);
-	if (lease && lease_start(lease, vfs) != 0)
+	if (lease && lease_start(lease, vfs, opts->mountpoint, uid, gid) != 0)
 		goto out_flusher;
 	loop = fuse_loop_cfg_create();
 	if (!loop)

@@ -287,8 +287,13 @@ struct keysource;
 int lease_acquire(struct lease **out, const char *socket_path, const char *dataset,
 		  uint64_t claim, struct keysource **keys, char **vault_dir,
 		  struct vfs_access **access);
-/* Start renewing in the background; the mount's vfs must be set up. */
-int lease_start(struct lease *lease, struct vfs *vfs);
+/* Start renewing in the background; the mount's vfs must be set up. mountpoint and the
+ * holder (the user of a mount the agent started, else 0) are told to the agent with
+ * each renewal, so that a restarted agent takes the lease back. A renewal the agent
+ * refuses revokes at once (but for "sealed"); one that cannot reach it is tried again
+ * until the lease runs out. */
+int lease_start(struct lease *lease, struct vfs *vfs, const char *mountpoint,
+		uint32_t holder_uid, uint32_t holder_gid);
 /* Wipe keys and refuse everything from now on (idempotent). */
 void lease_revoke(struct vfs *vfs, struct keysource *keys, const char *why);
 /* Stop renewing (before the vfs goes away). */

@@ -23,6 +23,7 @@ struct kek;
 
 #define KEYAGENT_CLIENTS_MAX 64
 #define KEYAGENT_CLIENTS_PER_UID_MAX 16   /* one user cannot take every slot (root exempt) */
+#define KEYAGENT_CLIENTS_RESERVED 16      /* slots only root takes: the mount daemons */
 #define KEYAGENT_IDLE_MS 30000            /* a client silent this long is closed */
 #define KEYAGENT_SEND_TIMEOUT_MS 1000     /* a reply not taken within this closes the client */
 #define KEYAGENT_UNLOCK_BACKOFF_MS 2000   /* after a wrong passphrase */
@@ -79,6 +80,11 @@ struct lease_table {
 int leases_add(struct lease_table *table, const char *dataset,
 	       const struct policy_principal *holder, uid_t renewer, pid_t pid, unsigned ttl,
 	       uint64_t *id) __attribute__((warn_unused_result));
+/* A lease a daemon still holds after an agent restart, taken back with its id. The
+ * pointer is valid until the table changes. -EEXIST when id is 0 or in use, as above. */
+int leases_restore(struct lease_table *table, uint64_t id, const char *dataset,
+		   const struct policy_principal *holder, uid_t renewer, pid_t pid, unsigned ttl,
+		   struct lease **out) __attribute__((warn_unused_result));
 /* The holder as a principal for policy decisions (points into lease). */
 struct policy_principal leases_holder(const struct lease *lease);
 /* The lease with id, or NULL. Expired leases are dropped first. */
@@ -133,6 +139,9 @@ int server_listen(struct keyagent *agent) __attribute__((warn_unused_result));
 int server_run(struct keyagent *agent);
 /* server.c: close every client and the socket, unlinking it. */
 void server_close(struct keyagent *agent);
+/* server.c: the supplementary groups of uid's passwd entry into a malloc'd array (NULL
+ * and 0 when it has none). 0 or -errno. */
+int server_groups_of(uid_t uid, gid_t **groups, size_t *count);
 /* server.c: send a deferred answer to client (closed if it cannot take it). */
 void server_answer(struct keyagent *agent, struct client *client,
 		   struct protocol_message *reply);
@@ -158,6 +167,11 @@ bool mounts_dataset_busy(struct keyagent *agent, const char *dataset);
 /* Unmount the mount the agent made at mountpoint for uid (0: for anyone). -ENOENT when
  * it made none there, -EBUSY while files are open in it, -errno. */
 int mounts_unmount(struct keyagent *agent, uid_t uid, const char *mountpoint);
+/* A daemon the agent started before a restart renews lease (taken back): keep track
+ * of its mount at mountpoint again. Best effort. */
+void mounts_adopt(struct keyagent *agent, const struct lease *lease, const char *mountpoint);
+/* lease was released: forget an adopted daemon that held it. */
+void mounts_lease_gone(struct keyagent *agent, uint64_t lease_id);
 /* client is gone: its answers are dropped. */
 void mounts_forget_client(struct keyagent *agent, const struct client *client);
 /* Kill and answer daemons that took too long to mount. */

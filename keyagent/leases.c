@@ -43,9 +43,10 @@ static struct lease *find(struct lease_table *table, uint64_t id)
 	return NULL;
 }
 
-int leases_add(struct lease_table *table, const char *dataset,
+/* A new lease with id (0: a fresh random one). */
+static int add(struct lease_table *table, uint64_t id, const char *dataset,
 	       const struct policy_principal *holder, uid_t renewer, pid_t pid, unsigned ttl,
-	       uint64_t *id)
+	       struct lease **out)
 {
 	uid_t uid = holder->uid;
 	struct lease *lease;
@@ -68,10 +69,10 @@ int leases_add(struct lease_table *table, const char *dataset,
 	lease = &table->items[table->count];
 	memset(lease, 0, sizeof(*lease));
 	/* Ids are capabilities of a sort (a renewal names one): random, so they cannot be
-	 * guessed from another lease, and checked against the holder's uid anyway. */
-	do {
+	 * guessed from another lease, and checked against the renewer's uid anyway. */
+	lease->id = id;
+	while (lease->id == 0 || (!id && find(table, lease->id)))
 		crypto_random(&lease->id, sizeof(lease->id));
-	} while (lease->id == 0 || find(table, lease->id));
 	snprintf(lease->dataset, sizeof(lease->dataset), "%s", dataset);
 	lease->uid = uid;
 	lease->gid = holder->gid;
@@ -83,8 +84,30 @@ int leases_add(struct lease_table *table, const char *dataset,
 	lease->pid = pid;
 	leases_renew(lease, ttl);
 	table->count++;
-	*id = lease->id;
+	*out = lease;
 	return 0;
+}
+
+int leases_add(struct lease_table *table, const char *dataset,
+	       const struct policy_principal *holder, uid_t renewer, pid_t pid, unsigned ttl,
+	       uint64_t *id)
+{
+	struct lease *lease;
+	int err = add(table, 0, dataset, holder, renewer, pid, ttl, &lease);
+
+	if (!err)
+		*id = lease->id;
+	return err;
+}
+
+int leases_restore(struct lease_table *table, uint64_t id, const char *dataset,
+		   const struct policy_principal *holder, uid_t renewer, pid_t pid, unsigned ttl,
+		   struct lease **out)
+{
+	leases_expire(table);
+	if (id == 0 || find(table, id))
+		return -EEXIST;
+	return add(table, id, dataset, holder, renewer, pid, ttl, out);
 }
 
 struct policy_principal leases_holder(const struct lease *lease)

@@ -43,6 +43,7 @@ struct mount_job {
 	char partial[PROTOCOL_TEXT_MAX + 1];
 	size_t partial_len;
 	struct timespec started;      /* CLOCK_MONOTONIC */
+	bool adopted;                 /* started by an agent before a restart: no child */
 	bool exited;
 	int status;                   /* wait status, once exited */
 };
@@ -378,6 +379,43 @@ int mounts_unmount(struct keyagent *agent, uid_t uid, const char *mountpoint)
 out_close:
 	close(parent_fd);
 	return err;
+}
+
+void mounts_adopt(struct keyagent *agent, const struct lease *lease, const char *mountpoint)
+{
+	char parent[PROTOCOL_PATH_MAX + 1];
+	struct mount_job *job;
+	const char *name;
+	struct statx stx;
+
+	if (!mountpoint[0] || !(job = calloc(1, sizeof(*job))))
+		return;
+	job->lease_id = lease->id;
+	snprintf(job->dataset, sizeof(job->dataset), "%s", lease->dataset);
+	snprintf(job->mountpoint, sizeof(job->mountpoint), "%s", mountpoint);
+	job->uid = lease->uid;
+	job->pid = lease->pid;
+	job->output_fd = -1;
+	job->adopted = true;
+	clock_gettime(CLOCK_MONOTONIC, &job->started);
+	int fd = open_parent(mountpoint, parent, sizeof(parent), &name);
+	if (fd >= 0) {
+		if (statx(fd, name, AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC, 0, &stx) == 0)
+			job->device = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+		close(fd);
+	}
+	job->next = agent->mount_jobs;
+	agent->mount_jobs = job;
+}
+
+void mounts_lease_gone(struct keyagent *agent, uint64_t lease_id)
+{
+	for (struct mount_job *job = agent->mount_jobs; job; job = job->next) {
+		if (job->adopted && job->lease_id == lease_id) {
+			unlink_job(agent, job);
+			return;
+		}
+	}
 }
 
 void mounts_forget_client(struct keyagent *agent, const struct client *client)

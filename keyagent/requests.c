@@ -493,8 +493,51 @@ out_release:
 	return err;
 }
 
+/*
+ * A renewal of a lease this agent does not know, from a root daemon that names its
+ * dataset: the agent restarted (upgrade, crash) and the mount carries on. The lease is
+ * taken back with its id, for the holder the daemon names (root's word: it could have
+ * any key anyway), and the renewal then goes on like any other - policy, shred and all.
+ */
+static int take_back(struct request *r, struct lease **out)
+{
+	const struct protocol_message *in = r->in;
+	struct policy_principal holder = { in->holder_uid, in->holder_gid, NULL, 0 };
+	gid_t *groups = NULL;
+	struct lease *lease;
+	int err;
+
+	if (r->peer->uid != 0 || !in->name[0])
+		return fail(r, -EACCES, "no such lease: it expired or the agent restarted; "
+			    "mount again");
+	about(r, in->name);
+	err = server_groups_of(holder.uid, &groups, &holder.group_count);
+	if (err)
+		return fail(r, err, "cannot list the groups of uid %u: %s", (unsigned)holder.uid,
+			    strerror(-err));
+	holder.groups = groups;
+	err = leases_restore(&r->agent->leases, in->lease_id, in->name, &holder, 0, r->peer->pid,
+			     r->agent->config.lease_ttl, &lease);
+	free(groups);
+	if (err)
+		return fail(r, err == -EEXIST ? -EACCES : err, "cannot take lease back: %s",
+			    strerror(-err));
+	/* A user's mount is one the agent started: its daemon is root, the holder not. */
+	if (holder.uid != 0) {
+		lease->started = true;
+		lease->claimed = true;
+		mounts_adopt(r->agent, lease, in->path);
+	}
+	log_warn("uid %u pid %d: lease on dataset '%s' for uid %u taken back after an agent "
+		 "restart", (unsigned)r->peer->uid, (int)r->peer->pid, in->name,
+		 (unsigned)holder.uid);
+	*out = lease;
+	return 0;
+}
+
 /* The renewer gets -EACCES or -ENOKEY for anything final: those make the FUSE daemon
- * revoke at once, where -ENOENT or -EAGAIN would read as "agent unreachable". */
+ * revoke at once. -EAGAIN (sealed) and transport failures read as "agent unreachable":
+ * the daemon tries again until its lease runs out. */
 static int do_renew(struct request *r)
 {
 	struct keyagent *agent = r->agent;
@@ -504,7 +547,12 @@ static int do_renew(struct request *r)
 	enum policy_mode mode;
 	int err;
 
+	/* Sealed (restarted with a passphrase KEK, not yet unlocked): not final. */
+	if (!agent->kek)
+		return fail(r, -EAGAIN, SEALED_TEXT);
 	lease = leases_find(&agent->leases, r->in->lease_id);
+	if (!lease && (err = take_back(r, &lease)))
+		return err;
 	if (!lease || lease->renewer != r->peer->uid || (lease->started && !lease->claimed))
 		return fail(r, -EACCES, "no such lease: it expired or the agent restarted; "
 			    "mount again");
@@ -512,8 +560,6 @@ static int do_renew(struct request *r)
 	if (lease->revoked)
 		return fail(r, lease->revoked_error, "the lease on dataset '%s' was %s",
 			    lease->dataset, lease->revoked);
-	if ((err = sealed(r)))
-		return err;
 	err = dataset_get(r, lease->dataset, &ds);
 	if (err) {
 		if (err == -ENOKEY) {
@@ -634,6 +680,7 @@ static int do_release(struct request *r)
 	if (!lease || lease->renewer != r->peer->uid)
 		return fail(r, -ENOENT, "no such lease");
 	about(r, lease->dataset);
+	mounts_lease_gone(r->agent, lease->id);
 	leases_remove(&r->agent->leases, lease);
 	return 0;
 }

@@ -185,16 +185,15 @@ out_close:
 
 /* Clients. */
 
-/* The supplementary groups of uid's passwd entry; none when it has no entry. */
-static int peer_groups(struct peer *peer)
+int server_groups_of(uid_t uid, gid_t **out, size_t *out_count)
 {
 	char buffer[16384];
 	struct passwd pw, *found = NULL;
 	int count = 32;
 
-	peer->groups = NULL;
-	peer->group_count = 0;
-	if (getpwuid_r(peer->uid, &pw, buffer, sizeof(buffer), &found) != 0 || !found)
+	*out = NULL;
+	*out_count = 0;
+	if (getpwuid_r(uid, &pw, buffer, sizeof(buffer), &found) != 0 || !found)
 		return 0;
 	for (;;) {
 		gid_t *groups = malloc((size_t)count * sizeof(*groups));
@@ -203,8 +202,8 @@ static int peer_groups(struct peer *peer)
 		if (!groups)
 			return -ENOMEM;
 		if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &got) >= 0) {
-			peer->groups = groups;
-			peer->group_count = (size_t)got;
+			*out = groups;
+			*out_count = (size_t)got;
 			return 0;
 		}
 		free(groups);
@@ -212,6 +211,12 @@ static int peer_groups(struct peer *peer)
 			return -E2BIG;
 		count = got;
 	}
+}
+
+/* The supplementary groups of the peer's passwd entry; none when it has no entry. */
+static int peer_groups(struct peer *peer)
+{
+	return server_groups_of(peer->uid, &peer->groups, &peer->group_count);
 }
 
 static void client_free(struct client *client)
@@ -266,8 +271,12 @@ static void accept_one(struct keyagent *agent)
 	}
 	for (slot = 0; slot < KEYAGENT_CLIENTS_MAX && agent->clients[slot]; slot++)
 		;
+	/* The last slots are root's: mount daemons renew their leases as root, and users
+	 * holding connections open must never starve them. */
 	if (slot == KEYAGENT_CLIENTS_MAX ||
-	    (cred.uid != 0 && clients_of(agent, cred.uid) >= KEYAGENT_CLIENTS_PER_UID_MAX)) {
+	    (cred.uid != 0 && (agent->client_count >= KEYAGENT_CLIENTS_MAX -
+					    KEYAGENT_CLIENTS_RESERVED ||
+			       clients_of(agent, cred.uid) >= KEYAGENT_CLIENTS_PER_UID_MAX))) {
 		log_warn("too many connections: closed one from uid %u pid %d", (unsigned)cred.uid,
 			 (int)cred.pid);
 		close(fd);

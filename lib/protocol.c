@@ -53,6 +53,7 @@ enum tag {
 			       length u16 (1..POLICY_GLOB_MAX), glob bytes (no NUL) */
 	TAG_REKEY = 13,     /* version u32 (>= 1), state u32 (1..4), done u64, total u64
 			       (done <= total), all LE: present iff state != 0 */
+	TAG_HOLDER = 14,    /* uid u32, gid u32, LE: present iff either is not 0 */
 };
 
 /* Message types as bits, for the sets of the field table. */
@@ -149,10 +150,10 @@ struct field_spec {
 static const struct field_spec field_specs[] = {
 	/* tag, min, max length, allowed in, required in, repeatable, at most */
 	{ TAG_ERROR, 4, 4, T_ERROR, T_ERROR, false, 1 },
-	{ TAG_NAME, 1, POLICY_NAME_MAX, NAME_TYPES | T_REVOKE, NAME_TYPES, false, 1 },
+	{ TAG_NAME, 1, POLICY_NAME_MAX, NAME_TYPES | T_REVOKE | T_RENEW, NAME_TYPES, false, 1 },
 	{ TAG_TEXT, 1, PROTOCOL_TEXT_MAX, T_OK | T_ERROR | T_LEASE, 0, false, 1 },
-	{ TAG_PATH, 1, PROTOCOL_PATH_MAX, T_OK | T_MOUNT | T_UNMOUNT, T_MOUNT | T_UNMOUNT, false,
-	  1 },
+	{ TAG_PATH, 1, PROTOCOL_PATH_MAX, T_OK | T_MOUNT | T_UNMOUNT | T_RENEW,
+	  T_MOUNT | T_UNMOUNT, false, 1 },
 	{ TAG_LEASE_ID, 8, 8, T_OK | T_LEASE | T_RENEW | T_RELEASE | T_REVOKE, T_RENEW | T_RELEASE,
 	  false, 1 },
 	{ TAG_TTL, 4, 4, T_OK, 0, false, 1 },
@@ -164,10 +165,11 @@ static const struct field_spec field_specs[] = {
 	{ TAG_DATASET, 1, POLICY_NAME_MAX, T_OK, 0, true, PROTOCOL_NAMES_MAX },
 	{ TAG_GRANT, GRANT_HEAD_LEN, GRANT_MAX_LEN, T_OK, 0, true, PROTOCOL_GRANTS_MAX },
 	{ TAG_REKEY, REKEY_FIELD_LEN, REKEY_FIELD_LEN, T_OK | T_RENEW, 0, false, 1 },
+	{ TAG_HOLDER, 8, 8, T_RENEW, 0, false, 1 },
 };
 
 #define FIELD_COUNT (sizeof(field_specs) / sizeof(field_specs[0]))
-_Static_assert(FIELD_COUNT == TAG_REKEY, "one table entry per tag, in tag order");
+_Static_assert(FIELD_COUNT == TAG_HOLDER, "one table entry per tag, in tag order");
 
 static const struct field_spec *field_spec(uint16_t tag)
 {
@@ -307,6 +309,10 @@ static int decode_field(struct protocol_message *msg, const struct field_spec *s
 	case TAG_MODE:
 		msg->mode = get_le32(value);
 		return msg->mode == POLICY_RO || msg->mode == POLICY_RW ? 0 : -EBADMSG;
+	case TAG_HOLDER:
+		msg->holder_uid = get_le32(value);
+		msg->holder_gid = get_le32(value + 4);
+		return msg->holder_uid || msg->holder_gid ? 0 : -EBADMSG;
 	case TAG_SECRET:
 		msg->secret = secret_alloc(len);
 		if (!msg->secret)
@@ -638,6 +644,16 @@ static int put_spec(struct writer *w, const struct protocol_message *msg,
 		put_le64(bytes + 8, msg->rekey.done);
 		put_le64(bytes + 16, msg->rekey.total);
 		put_field(w, TAG_REKEY, bytes, sizeof(bytes));
+		return 0;
+	}
+	case TAG_HOLDER: {
+		uint8_t bytes[8];
+
+		if (!msg->holder_uid && !msg->holder_gid)
+			return 0;
+		put_le32(bytes, msg->holder_uid);
+		put_le32(bytes + 4, msg->holder_gid);
+		put_field(w, TAG_HOLDER, bytes, sizeof(bytes));
 		return 0;
 	}
 	}

@@ -52,8 +52,11 @@ enum protocol_type {
 					  ttl, path, keys, version (newest), grants, mode (the
 					  holder's). Answered only to root and to daemons the
 					  agent started: never to a user's process */
-	PROTOCOL_RENEW = 31,           /* lease_id [, rekey: the daemon's progress] -> ttl,
-					  grants, keys (new versions) [, rekey: REQUESTED] */
+	PROTOCOL_RENEW = 31,           /* lease_id [, rekey: the daemon's progress] [, name,
+					  path: mountpoint, holder: the lease's holder when not
+					  root - so that a restarted agent takes the lease back
+					  from a root daemon] -> ttl, grants, keys (new
+					  versions) [, rekey: REQUESTED] */
 	PROTOCOL_RELEASE = 32,         /* lease_id -> (nothing): unmounted */
 	PROTOCOL_REVOKE = 33,          /* name (all leases of a dataset) or lease_id */
 	PROTOCOL_MOUNT = 34,           /* name, path: mountpoint [, mode: RO for a read-only
@@ -119,6 +122,8 @@ struct protocol_message {
 	size_t name_count;
 	struct policy_grants grants;    /* owned */
 	struct protocol_rekey rekey;
+	uint32_t holder_uid;            /* RENEW: whom the lease is held for (see above) */
+	uint32_t holder_gid;
 };
 
 /* The name of a message type for logs and tools ("lease", "key-rotate"; "unknown"). */

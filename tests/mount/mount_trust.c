@@ -6,17 +6,24 @@
  * survive dropped caches and a remount byte for byte (the kernel writes them back as
  * uid 0, which holds no grant); a read-only user's writes are refused at open; nobody
  * else, root included, enters a user's mount; a user without a role or on a directory
- * not theirs mounts nothing. Other users are numeric uids taken by setresuid children.
+ * not theirs mounts nothing. The agent stays available: a kill -9 and restart does not
+ * end a mount, and users holding every connection they may do not starve the mounts'
+ * renewals. Other users are numeric uids taken by setresuid children.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/harness.h"
@@ -428,6 +435,97 @@ START_TEST(test_mount_refusals)
 }
 END_TEST
 
+/* A small file written, then read back, as the writer: the mount serves. */
+static int write_and_read(void *arg)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/alive-%ld", mnt_of(arg), (long)getpid());
+	if (pattern_write_file(path, 70000, 7) != 0 || pattern_verify_file(path, 70000, 7) != 0) {
+		fprintf(stderr, "uid %u: the mount does not serve: %s\n", (unsigned)getuid(),
+			strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+static void expect_serving(const char *mnt)
+{
+	ck_assert_int_eq(agent_run_as(WRITER_UID, WRITER_UID, (gid_t[]){ WRITER_UID }, 1,
+				      write_and_read, (void *)mnt), 0);
+}
+
+START_TEST(test_mount_survives_agent_restart)
+{
+	char mnt[PATH_MAX];
+
+	begin();
+	user_dir(mnt, "alice-mnt", WRITER_UID);
+	mount_as(WRITER_UID, mnt);
+	expect_serving(mnt);
+	/* The agent dies without a word and comes back: the daemon's renewals fail for a
+	 * while, then the new agent takes the lease back. */
+	agent_fixture_kill(&ax);
+	fixture_sleep_ms(1000);
+	agent_fixture_start(&ax, NULL);
+	/* Past the lease's TTL: only a taken-back lease keeps the keys. */
+	fixture_sleep_ms((ax.lease_ttl + 2) * 1000L);
+	expect_serving(mnt);
+	ck_assert(agent_file_contains(ax.log, "taken back after an agent restart", 33));
+	/* The new agent knows the mount again: its user unmounts it through it. */
+	umount_as(WRITER_UID, mnt);
+}
+END_TEST
+
+/* Hold KEYAGENT's per-uid share of connections open until killed. */
+static void hold_connections(uid_t uid, int count)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	gid_t groups[] = { uid, AGENT_FIXTURE_SOCKET_GID };
+
+	if (strlen(ax.socket) >= sizeof(addr.sun_path))
+		_exit(124);
+	memcpy(addr.sun_path, ax.socket, strlen(ax.socket) + 1);
+	if (setgroups(2, groups) < 0 || setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0)
+		_exit(125);
+	for (int i = 0; i < count; i++) {
+		int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (fd < 0 || connect(fd, (const struct sockaddr *)&addr, sizeof(addr)) < 0)
+			break;
+	}
+	for (;;)
+		pause();
+}
+
+START_TEST(test_users_cannot_starve_renewals)
+{
+	enum { HOLDERS = 4, PER_HOLDER = 16 };
+	pid_t holders[HOLDERS];
+	char mnt[PATH_MAX];
+
+	begin();
+	user_dir(mnt, "alice-mnt", WRITER_UID);
+	mount_as(WRITER_UID, mnt);
+	/* Four users of the socket group take all they may: 64 connections, every slot
+	 * the agent has for users. */
+	for (int i = 0; i < HOLDERS; i++) {
+		holders[i] = fork();
+		ck_assert_int_ge(holders[i], 0);
+		if (holders[i] == 0)
+			hold_connections(3101 + (uid_t)i, PER_HOLDER);
+	}
+	/* Renewals must go on past the TTL, and root still reaches the agent. */
+	fixture_sleep_ms((ax.lease_ttl + 2) * 1000L);
+	expect_serving(mnt);
+	ck_assert_int_eq(agent_fixture_simple(&ax, PROTOCOL_STATUS, NULL, NULL), 0);
+	for (int i = 0; i < HOLDERS; i++) {
+		kill(holders[i], SIGKILL);
+		waitpid(holders[i], NULL, 0);
+	}
+	umount_as(WRITER_UID, mnt);
+}
+END_TEST
+
 static Suite *trust_suite(void)
 {
 	Suite *s = suite_create("trust");
@@ -438,6 +536,8 @@ static Suite *trust_suite(void)
 	tcase_add_test(tc, test_user_writes_survive_drop_caches_and_remount);
 	tcase_add_test(tc, test_reader_refused_at_open_others_kept_out);
 	tcase_add_test(tc, test_mount_refusals);
+	tcase_add_test(tc, test_mount_survives_agent_restart);
+	tcase_add_test(tc, test_users_cannot_starve_renewals);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -34,7 +34,7 @@
 enum {
 	TAG_ERROR = 1, TAG_NAME = 2, TAG_TEXT = 3, TAG_PATH = 4, TAG_LEASE_ID = 5, TAG_TTL = 6,
 	TAG_VERSION = 7, TAG_MODE = 8, TAG_SECRET = 9, TAG_KEY = 10, TAG_DATASET = 11,
-	TAG_GRANT = 12, TAG_REKEY = 13,
+	TAG_GRANT = 12, TAG_REKEY = 13, TAG_HOLDER = 14,
 };
 
 static const enum protocol_type all_types[] = {
@@ -168,10 +168,15 @@ static void sample_message(struct protocol_message *m, enum protocol_type type, 
 		strcpy(m->path, full ? "/home/alice/mnt/cardio data" : "m");
 		break;
 	case PROTOCOL_RENEW:
-		if (full)
+		if (full) {
 			m->rekey = (struct protocol_rekey){ .version = 2,
 							    .state = PROTOCOL_REKEY_DONE,
 							    .done = 7, .total = 7 };
+			strcpy(m->name, "cardio");
+			strcpy(m->path, "/home/alice/mnt");
+			m->holder_uid = 2001;
+			m->holder_gid = 0;
+		}
 		/* fall through */
 	case PROTOCOL_RELEASE:
 		m->lease_id = full ? UINT64_MAX : 0;
@@ -206,6 +211,8 @@ static void assert_messages_equal(const struct protocol_message *a, const struct
 	ck_assert_str_eq(a->text, b->text);
 	ck_assert_str_eq(a->path, b->path);
 	ck_assert_uint_eq(a->lease_id, b->lease_id);
+	ck_assert_uint_eq(a->holder_uid, b->holder_uid);
+	ck_assert_uint_eq(a->holder_gid, b->holder_gid);
 	ck_assert_uint_eq(a->ttl, b->ttl);
 	ck_assert_uint_eq(a->version, b->version);
 	ck_assert_uint_eq(a->mode, b->mode);
