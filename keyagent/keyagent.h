@@ -63,6 +63,7 @@ struct lease {
 	pid_t pid;                            /* the daemon */
 	bool started;                         /* the agent started the daemon (mounts.c) */
 	bool claimed;                         /* ... and the daemon took the keys */
+	char *mountpoint;                     /* malloc'd, as the daemon last said; or NULL */
 	struct timespec expires;              /* CLOCK_MONOTONIC */
 	const char *revoked;                  /* NULL, or why (static text) */
 	int revoked_error;                    /* what a renewal is refused with */
@@ -85,6 +86,8 @@ int leases_add(struct lease_table *table, const char *dataset,
 int leases_restore(struct lease_table *table, uint64_t id, const char *dataset,
 		   const struct policy_principal *holder, uid_t renewer, pid_t pid, unsigned ttl,
 		   struct lease **out) __attribute__((warn_unused_result));
+/* Remember where the lease's mount is (for listings); best effort. */
+void leases_set_mountpoint(struct lease *lease, const char *mountpoint);
 /* The holder as a principal for policy decisions (points into lease). */
 struct policy_principal leases_holder(const struct lease *lease);
 /* The lease with id, or NULL. Expired leases are dropped first. */

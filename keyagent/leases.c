@@ -29,9 +29,12 @@ void leases_expire(struct lease_table *table)
 	size_t kept = 0;
 
 	now_monotonic(&now);
-	for (size_t i = 0; i < table->count; i++)
-		if (!expired(&table->items[i], &now))
-			table->items[kept++] = table->items[i];
+	for (size_t i = 0; i < table->count; i++) {
+		if (expired(&table->items[i], &now))
+			free(table->items[i].mountpoint);
+		else if (kept++ != i)
+			table->items[kept - 1] = table->items[i];
+	}
 	table->count = kept;
 }
 
@@ -134,6 +137,7 @@ void leases_remove(struct lease_table *table, struct lease *lease)
 
 	if (i >= table->count)
 		return;
+	free(lease->mountpoint);
 	table->items[i] = table->items[table->count - 1];
 	table->count--;
 }
@@ -163,8 +167,18 @@ size_t leases_revoke_dataset(struct lease_table *table, const char *dataset, int
 	return revoked;
 }
 
+void leases_set_mountpoint(struct lease *lease, const char *mountpoint)
+{
+	if (!mountpoint[0] || (lease->mountpoint && strcmp(lease->mountpoint, mountpoint) == 0))
+		return;
+	free(lease->mountpoint);
+	lease->mountpoint = strdup(mountpoint);
+}
+
 void leases_clear(struct lease_table *table)
 {
+	for (size_t i = 0; i < table->count; i++)
+		free(table->items[i].mountpoint);
 	free(table->items);
 	memset(table, 0, sizeof(*table));
 }

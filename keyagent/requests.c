@@ -583,6 +583,7 @@ static int do_renew(struct request *r)
 	if ((err = load_keys(r, &ds)))
 		goto out_release;
 	leases_renew(lease, agent->config.lease_ttl);
+	leases_set_mountpoint(lease, r->in->path);
 	rekey_renew(agent, lease, &r->in->rekey, &out->rekey);
 	out->ttl = agent->config.lease_ttl;
 	out->version = ds.newest;
@@ -651,6 +652,7 @@ static int do_mount(struct request *r)
 		return fail(r, err, "too many leases are held: unmount unused mounts");
 	lease = leases_find(&agent->leases, id);
 	lease->started = true;
+	leases_set_mountpoint(lease, r->in->path);
 	err = mounts_start(agent, r->client, r->in->id, lease, r->in->path,
 			   r->in->mode == POLICY_RO);
 	if (err) {
@@ -658,6 +660,63 @@ static int do_mount(struct request *r)
 		return fail(r, err, "cannot start the vaultfs daemon: %s", strerror(-err));
 	}
 	return -EINPROGRESS;
+}
+
+/* Whether the caller may see lease in a listing: root, its holder, or whoever may
+ * revoke it. */
+static bool lease_visible(struct request *r, const struct lease *lease)
+{
+	return r->peer->uid == 0 || lease->uid == r->peer->uid ||
+	       privileged(r, lease->dataset, POLICY_PRIV_REVOKE);
+}
+
+static int do_lease_list(struct request *r)
+{
+	struct lease_table *table = &r->agent->leases;
+	struct protocol_message *out = r->out;
+	/* What a reply holds besides the leases, and what each costs at most: stay under
+	 * the frame size rather than fail the whole listing. */
+	size_t room = PROTOCOL_FRAME_MAX - 512;
+	struct timespec now;
+
+	if (r->in->name[0])
+		about(r, r->in->name);
+	leases_expire(table);
+	if (table->count) {
+		out->leases = calloc(table->count, sizeof(*out->leases));
+		if (!out->leases)
+			return fail(r, -ENOMEM, "out of memory");
+	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	for (size_t i = 0; i < table->count; i++) {
+		const struct lease *lease = &table->items[i];
+		struct protocol_lease *entry = &out->leases[out->lease_count];
+		size_t cost = 32 + strlen(lease->dataset) +
+			      (lease->mountpoint ? strlen(lease->mountpoint) : 0);
+
+		if ((r->in->name[0] && strcmp(r->in->name, lease->dataset) != 0) ||
+		    !lease_visible(r, lease))
+			continue;
+		if (cost > room || out->lease_count == PROTOCOL_LEASES_MAX) {
+			snprintf(out->text, sizeof(out->text), "the list is cut short: name a "
+				 "dataset to see the rest");
+			break;
+		}
+		room -= cost;
+		entry->id = lease->id;
+		entry->uid = lease->uid;
+		entry->pid = (uint32_t)lease->pid;
+		entry->seconds_left = lease->expires.tv_sec > now.tv_sec
+			? (uint32_t)(lease->expires.tv_sec - now.tv_sec) : 0;
+		entry->flags = (lease->revoked ? PROTOCOL_LEASE_REVOKED : 0) |
+			       (lease->started ? PROTOCOL_LEASE_STARTED : 0);
+		snprintf(entry->dataset, sizeof(entry->dataset), "%s", lease->dataset);
+		if (lease->mountpoint)
+			snprintf(entry->mountpoint, sizeof(entry->mountpoint), "%s",
+				 lease->mountpoint);
+		out->lease_count++;
+	}
+	return 0;
 }
 
 static int do_unmount(struct request *r)
@@ -1019,6 +1078,7 @@ int requests_handle(struct keyagent *agent, struct client *client, const struct 
 	case PROTOCOL_REVOKE: err = do_revoke(&r); break;
 	case PROTOCOL_MOUNT: err = do_mount(&r); break;
 	case PROTOCOL_UNMOUNT: err = do_unmount(&r); break;
+	case PROTOCOL_LEASE_LIST: err = do_lease_list(&r); break;
 	case PROTOCOL_KEY_ROTATE: err = do_key_rotate(&r); break;
 	case PROTOCOL_KEY_RETIRE: err = do_key_retire(&r); break;
 	case PROTOCOL_KEY_SHRED: err = do_key_shred(&r); break;

@@ -25,6 +25,16 @@
 #define KEY_FIELD_LEN (4 + CRYPTO_KEY_LEN)   /* version u32, key */
 #define REKEY_FIELD_LEN 24  /* version u32, state u32, done u64, total u64 */
 #define GRANT_HEAD_LEN 8    /* is_group u8, id u32, mode u8, rule count u16 */
+/* id u64, uid u32, pid u32, seconds left u32, flags u8, dataset length u8; then the
+ * dataset name and the mountpoint (the rest, maybe empty) */
+#define LEASE_HEAD_LEN 22
+#define LEASE_OFF_UID 8
+#define LEASE_OFF_PID 12
+#define LEASE_OFF_LEFT 16
+#define LEASE_OFF_FLAGS 20
+#define LEASE_OFF_NAME_LEN 21
+#define LEASE_MAX_LEN (LEASE_HEAD_LEN + POLICY_NAME_MAX + PROTOCOL_PATH_MAX)
+_Static_assert(LEASE_OFF_NAME_LEN + 1 == LEASE_HEAD_LEN, "lease entry head");
 #define RULE_HEAD_LEN 3     /* mode u8, glob length u16 */
 #define GRANT_MAX_LEN (GRANT_HEAD_LEN + PROTOCOL_RULES_MAX * (RULE_HEAD_LEN + POLICY_GLOB_MAX))
 /* Errors travel as -errno; anything outside (-MAX_ERRNO..-1) is not an errno. */
@@ -54,6 +64,7 @@ enum tag {
 	TAG_REKEY = 13,     /* version u32 (>= 1), state u32 (1..4), done u64, total u64
 			       (done <= total), all LE: present iff state != 0 */
 	TAG_HOLDER = 14,    /* uid u32, gid u32, LE: present iff either is not 0 */
+	TAG_LEASE = 15,     /* repeatable: a lease of a listing (LEASE_HEAD_LEN above) */
 };
 
 /* Message types as bits, for the sets of the field table. */
@@ -76,6 +87,7 @@ enum {
 	T_REKEY = 1u << 15,
 	T_MOUNT = 1u << 16,
 	T_UNMOUNT = 1u << 17,
+	T_LEASE_LIST = 1u << 18,
 };
 
 static uint32_t type_bit(uint32_t type)
@@ -99,6 +111,7 @@ static uint32_t type_bit(uint32_t type)
 	case PROTOCOL_REKEY: return T_REKEY;
 	case PROTOCOL_MOUNT: return T_MOUNT;
 	case PROTOCOL_UNMOUNT: return T_UNMOUNT;
+	case PROTOCOL_LEASE_LIST: return T_LEASE_LIST;
 	default: return 0;
 	}
 }
@@ -118,6 +131,7 @@ const char *protocol_type_name(uint32_t type)
 	case PROTOCOL_REVOKE: return "revoke";
 	case PROTOCOL_MOUNT: return "mount";
 	case PROTOCOL_UNMOUNT: return "unmount";
+	case PROTOCOL_LEASE_LIST: return "lease-list";
 	case PROTOCOL_KEY_ROTATE: return "key-rotate";
 	case PROTOCOL_KEY_RETIRE: return "key-retire";
 	case PROTOCOL_KEY_SHRED: return "key-shred";
@@ -150,7 +164,8 @@ struct field_spec {
 static const struct field_spec field_specs[] = {
 	/* tag, min, max length, allowed in, required in, repeatable, at most */
 	{ TAG_ERROR, 4, 4, T_ERROR, T_ERROR, false, 1 },
-	{ TAG_NAME, 1, POLICY_NAME_MAX, NAME_TYPES | T_REVOKE | T_RENEW, NAME_TYPES, false, 1 },
+	{ TAG_NAME, 1, POLICY_NAME_MAX, NAME_TYPES | T_REVOKE | T_RENEW | T_LEASE_LIST, NAME_TYPES,
+	  false, 1 },
 	{ TAG_TEXT, 1, PROTOCOL_TEXT_MAX, T_OK | T_ERROR | T_LEASE, 0, false, 1 },
 	{ TAG_PATH, 1, PROTOCOL_PATH_MAX, T_OK | T_MOUNT | T_UNMOUNT | T_RENEW,
 	  T_MOUNT | T_UNMOUNT, false, 1 },
@@ -166,10 +181,11 @@ static const struct field_spec field_specs[] = {
 	{ TAG_GRANT, GRANT_HEAD_LEN, GRANT_MAX_LEN, T_OK, 0, true, PROTOCOL_GRANTS_MAX },
 	{ TAG_REKEY, REKEY_FIELD_LEN, REKEY_FIELD_LEN, T_OK | T_RENEW, 0, false, 1 },
 	{ TAG_HOLDER, 8, 8, T_RENEW, 0, false, 1 },
+	{ TAG_LEASE, LEASE_HEAD_LEN + 1, LEASE_MAX_LEN, T_OK, 0, true, PROTOCOL_LEASES_MAX },
 };
 
 #define FIELD_COUNT (sizeof(field_specs) / sizeof(field_specs[0]))
-_Static_assert(FIELD_COUNT == TAG_HOLDER, "one table entry per tag, in tag order");
+_Static_assert(FIELD_COUNT == TAG_LEASE, "one table entry per tag, in tag order");
 
 static const struct field_spec *field_spec(uint16_t tag)
 {
@@ -205,6 +221,7 @@ void protocol_message_release(struct protocol_message *msg)
 	for (size_t i = 0; i < msg->name_count; i++)
 		free(msg->names[i]);
 	free(msg->names);
+	free(msg->leases);
 	policy_grants_release(&msg->grants);
 	secret_wipe(msg, sizeof(*msg));
 }
@@ -216,6 +233,29 @@ static void copy_string(char *dst, const uint8_t *value, size_t len)
 {
 	memcpy(dst, value, len);
 	dst[len] = '\0';
+}
+
+static int decode_lease(struct protocol_lease *lease, const uint8_t *value, size_t len)
+{
+	size_t name_len = value[LEASE_OFF_NAME_LEN];
+	size_t path_len;
+
+	if (name_len == 0 || name_len > POLICY_NAME_MAX || LEASE_HEAD_LEN + name_len > len)
+		return -EBADMSG;
+	path_len = len - LEASE_HEAD_LEN - name_len;
+	if (path_len > PROTOCOL_PATH_MAX || memchr(value + LEASE_HEAD_LEN, '\0', len - LEASE_HEAD_LEN))
+		return -EBADMSG;
+	lease->id = get_le64(value);
+	lease->uid = get_le32(value + LEASE_OFF_UID);
+	lease->pid = get_le32(value + LEASE_OFF_PID);
+	lease->seconds_left = get_le32(value + LEASE_OFF_LEFT);
+	lease->flags = value[LEASE_OFF_FLAGS];
+	copy_string(lease->dataset, value + LEASE_HEAD_LEN, name_len);
+	copy_string(lease->mountpoint, value + LEASE_HEAD_LEN + name_len, path_len);
+	if (lease->id == 0 || (lease->flags & ~PROTOCOL_LEASE_FLAGS) ||
+	    !policy_name_valid(lease->dataset))
+		return -EBADMSG;
+	return 0;
 }
 
 static int decode_grant(struct policy_grant *grant, const uint8_t *value, size_t len)
@@ -313,6 +353,8 @@ static int decode_field(struct protocol_message *msg, const struct field_spec *s
 		msg->holder_uid = get_le32(value);
 		msg->holder_gid = get_le32(value + 4);
 		return msg->holder_uid || msg->holder_gid ? 0 : -EBADMSG;
+	case TAG_LEASE:
+		return decode_lease(&msg->leases[msg->lease_count++], value, len);
 	case TAG_SECRET:
 		msg->secret = secret_alloc(len);
 		if (!msg->secret)
@@ -428,6 +470,9 @@ int protocol_decode(struct protocol_message *msg, const uint8_t *body, size_t le
 	if (counts[TAG_GRANT - 1] &&
 	    !(msg->grants.grants = calloc(counts[TAG_GRANT - 1], sizeof(*msg->grants.grants))))
 		goto out_release;
+	if (counts[TAG_LEASE - 1] &&
+	    !(msg->leases = calloc(counts[TAG_LEASE - 1], sizeof(*msg->leases))))
+		goto out_release;
 	for (pos = BODY_HEAD_LEN; pos < len;) {
 		uint16_t tag = get_le16(body + pos);
 		uint32_t field_len = get_le32(body + pos + 2);
@@ -493,6 +538,30 @@ static void put_field_u32(struct writer *w, uint16_t tag, uint32_t v)
 	uint8_t bytes[4];
 	put_le32(bytes, v);
 	put_field(w, tag, bytes, sizeof(bytes));
+}
+
+static int put_lease(struct writer *w, const struct protocol_lease *lease)
+{
+	size_t name_len = strnlen(lease->dataset, sizeof(lease->dataset));
+	size_t path_len = strnlen(lease->mountpoint, sizeof(lease->mountpoint));
+	uint8_t head[LEASE_HEAD_LEN];
+
+	if (lease->id == 0 || (lease->flags & ~PROTOCOL_LEASE_FLAGS) ||
+	    name_len > POLICY_NAME_MAX || !policy_name_valid(lease->dataset) ||
+	    path_len > PROTOCOL_PATH_MAX)
+		return -EINVAL;
+	put_le64(head, lease->id);
+	put_le32(head + LEASE_OFF_UID, lease->uid);
+	put_le32(head + LEASE_OFF_PID, lease->pid);
+	put_le32(head + LEASE_OFF_LEFT, lease->seconds_left);
+	head[LEASE_OFF_FLAGS] = (uint8_t)lease->flags;
+	head[LEASE_OFF_NAME_LEN] = (uint8_t)name_len;
+	put_u16(w, TAG_LEASE);
+	put_u32(w, (uint32_t)(LEASE_HEAD_LEN + name_len + path_len));
+	put_bytes(w, head, sizeof(head));
+	put_bytes(w, lease->dataset, name_len);
+	put_bytes(w, lease->mountpoint, path_len);
+	return 0;
 }
 
 static int put_grant(struct writer *w, const struct policy_grant *grant)
@@ -646,6 +715,15 @@ static int put_spec(struct writer *w, const struct protocol_message *msg,
 		put_field(w, TAG_REKEY, bytes, sizeof(bytes));
 		return 0;
 	}
+	case TAG_LEASE:
+		if (msg->lease_count > PROTOCOL_LEASES_MAX || (msg->lease_count && !msg->leases))
+			return -EINVAL;
+		for (size_t i = 0; i < msg->lease_count; i++) {
+			int err = put_lease(w, &msg->leases[i]);
+			if (err)
+				return err;
+		}
+		return 0;
 	case TAG_HOLDER: {
 		uint8_t bytes[8];
 

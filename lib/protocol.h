@@ -37,6 +37,7 @@
 #define PROTOCOL_NAMES_MAX 1024    /* datasets in one list */
 #define PROTOCOL_GRANTS_MAX 256
 #define PROTOCOL_RULES_MAX 64      /* per grant */
+#define PROTOCOL_LEASES_MAX 256    /* leases in one listing */
 
 /* Types are wire format: never renumber. Each request is answered by PROTOCOL_OK
  * (with the fields its description names) or PROTOCOL_ERROR (error, text). */
@@ -64,6 +65,9 @@ enum protocol_type {
 					  caller and answers once it is mounted (or failed) */
 	PROTOCOL_UNMOUNT = 35,         /* path: mountpoint of a mount the agent made for the
 					  caller (root: for anyone) */
+	PROTOCOL_LEASE_LIST = 36,      /* [name: one dataset] -> leases the caller may see:
+					  root all, a 'revoke' admin those of the dataset,
+					  anyone those held for them */
 	PROTOCOL_KEY_ROTATE = 40,      /* name -> version */
 	PROTOCOL_KEY_RETIRE = 41,      /* name, version */
 	PROTOCOL_KEY_SHRED = 42,       /* name */
@@ -97,6 +101,20 @@ struct protocol_rekey {
 	uint64_t total;       /* found under older versions when the run began */
 };
 
+/* One lease of a listing. */
+#define PROTOCOL_LEASE_REVOKED 0x1   /* revoked: its next renewal is refused */
+#define PROTOCOL_LEASE_STARTED 0x2   /* the agent started the daemon (a user's mount) */
+#define PROTOCOL_LEASE_FLAGS (PROTOCOL_LEASE_REVOKED | PROTOCOL_LEASE_STARTED)
+struct protocol_lease {
+	uint64_t id;
+	uint32_t uid;                   /* holder */
+	uint32_t pid;                   /* the daemon */
+	uint32_t seconds_left;          /* until it expires without a renewal */
+	uint32_t flags;
+	char dataset[POLICY_NAME_MAX + 1];
+	char mountpoint[PROTOCOL_PATH_MAX + 1];   /* "" when not known */
+};
+
 struct protocol_key {
 	uint32_t version;
 	uint8_t *key;   /* CRYPTO_KEY_LEN bytes of secret memory, owned by the message */
@@ -124,6 +142,8 @@ struct protocol_message {
 	struct protocol_rekey rekey;
 	uint32_t holder_uid;            /* RENEW: whom the lease is held for (see above) */
 	uint32_t holder_gid;
+	struct protocol_lease *leases;  /* owned */
+	size_t lease_count;
 };
 
 /* The name of a message type for logs and tools ("lease", "key-rotate"; "unknown"). */

@@ -526,6 +526,59 @@ START_TEST(test_users_cannot_starve_renewals)
 }
 END_TEST
 
+static int read_refused(void *arg)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/buffered.txt", mnt_of(arg));
+	fd = open(path, O_RDONLY);
+	if (fd >= 0) {
+		close(fd);
+		return 1;
+	}
+	return errno == EACCES ? 0 : 2;
+}
+
+START_TEST(test_lease_list_and_revoke_by_id)
+{
+	char mnt[PATH_MAX], id[19] = "", *text, *line;
+
+	begin();
+	user_dir(mnt, "alice-mnt", WRITER_UID);
+	mount_as(WRITER_UID, mnt);
+	ck_assert_int_eq(agent_run_as(WRITER_UID, WRITER_UID, (gid_t[]){ WRITER_UID }, 1,
+				      write_everything, mnt), 0);
+	/* Its holder sees the lease: dataset, uid, a mount the agent made, where. */
+	ck_assert_int_eq(vaultctl_as(WRITER_UID, "lease", "list", NULL, NULL), 0);
+	text = last_output();
+	line = strstr(text, "\n0x");
+	ck_assert_msg(line && strstr(line, DATASET) && strstr(line, "2001") &&
+		      strstr(line, "agent") && strstr(line, mnt), "%s", text);
+	memcpy(id, line + 1, 18);
+	free(text);
+	/* Another user without the revoke privilege sees nothing of it. */
+	ck_assert_int_eq(vaultctl_as(READER_UID, "lease", "list", NULL, NULL), 0);
+	text = last_output();
+	ck_assert_msg(strstr(text, "0x") == NULL, "%s", text);
+	free(text);
+	/* ... and cannot revoke it; root (an operator with 'revoke') can, by its id. */
+	ck_assert_int_ne(vaultctl_as(READER_UID, "lease", "revoke", "--id", id), 0);
+	const char *revoke[] = { fixture_binary("VAULTCTL"), "--agent", ax.socket, "lease",
+				 "revoke", "--id", id, NULL };
+	ck_assert_int_eq(fixture_spawn(revoke, NULL, 10000), 0);
+	bool refused = false;
+	for (int waited = 0; !refused && waited < 5000; waited += 100) {
+		refused = agent_run_as(WRITER_UID, WRITER_UID, (gid_t[]){ WRITER_UID }, 1,
+				       read_refused, mnt) == 0;
+		if (!refused)
+			fixture_sleep_ms(100);
+	}
+	ck_assert_msg(refused, "the mount still serves 5 s after its lease was revoked");
+	umount_as(WRITER_UID, mnt);
+}
+END_TEST
+
 static Suite *trust_suite(void)
 {
 	Suite *s = suite_create("trust");
@@ -536,6 +589,7 @@ static Suite *trust_suite(void)
 	tcase_add_test(tc, test_user_writes_survive_drop_caches_and_remount);
 	tcase_add_test(tc, test_reader_refused_at_open_others_kept_out);
 	tcase_add_test(tc, test_mount_refusals);
+	tcase_add_test(tc, test_lease_list_and_revoke_by_id);
 	tcase_add_test(tc, test_mount_survives_agent_restart);
 	tcase_add_test(tc, test_users_cannot_starve_renewals);
 	suite_add_tcase(s, tc);

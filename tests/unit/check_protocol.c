@@ -34,7 +34,7 @@
 enum {
 	TAG_ERROR = 1, TAG_NAME = 2, TAG_TEXT = 3, TAG_PATH = 4, TAG_LEASE_ID = 5, TAG_TTL = 6,
 	TAG_VERSION = 7, TAG_MODE = 8, TAG_SECRET = 9, TAG_KEY = 10, TAG_DATASET = 11,
-	TAG_GRANT = 12, TAG_REKEY = 13, TAG_HOLDER = 14,
+	TAG_GRANT = 12, TAG_REKEY = 13, TAG_HOLDER = 14, TAG_LEASE = 15,
 };
 
 static const enum protocol_type all_types[] = {
@@ -42,6 +42,7 @@ static const enum protocol_type all_types[] = {
 	PROTOCOL_DATASET_LIST, PROTOCOL_LEASE, PROTOCOL_RENEW, PROTOCOL_RELEASE, PROTOCOL_REVOKE,
 	PROTOCOL_KEY_ROTATE, PROTOCOL_KEY_RETIRE, PROTOCOL_KEY_SHRED, PROTOCOL_KEK_ROTATE,
 	PROTOCOL_POLICY_RELOAD, PROTOCOL_REKEY, PROTOCOL_MOUNT, PROTOCOL_UNMOUNT,
+	PROTOCOL_LEASE_LIST,
 };
 #define TYPE_COUNT (sizeof(all_types) / sizeof(all_types[0]))
 
@@ -114,6 +115,21 @@ static void add_grants(struct protocol_message *m)
 	g->rules[0].mode = POLICY_NONE;
 }
 
+static void add_leases(struct protocol_message *m)
+{
+	m->leases = calloc(2, sizeof(*m->leases));
+	ck_assert_ptr_nonnull(m->leases);
+	m->lease_count = 2;
+	m->leases[0] = (struct protocol_lease){ .id = 0x0102030405060708ULL, .uid = 2001,
+						.pid = 4242, .seconds_left = 29,
+						.flags = PROTOCOL_LEASE_STARTED,
+						.dataset = "cardio",
+						.mountpoint = "/home/alice/mnt/cardio" };
+	m->leases[1] = (struct protocol_lease){ .id = UINT64_MAX, .uid = 0, .pid = 1,
+						.flags = PROTOCOL_LEASE_REVOKED };
+	memset(m->leases[1].dataset, 'd', POLICY_NAME_MAX);
+}
+
 /* Every field type carries (full) or only its required ones (minimal). */
 static void sample_message(struct protocol_message *m, enum protocol_type type, bool full)
 {
@@ -135,6 +151,7 @@ static void sample_message(struct protocol_message *m, enum protocol_type type, 
 		add_keys(m, 3, 1);
 		add_names(m, 4);
 		add_grants(m);
+		add_leases(m);
 		m->rekey = (struct protocol_rekey){ .version = 3, .state = PROTOCOL_REKEY_RUNNING,
 						    .done = 5, .total = UINT64_MAX };
 		break;
@@ -166,6 +183,10 @@ static void sample_message(struct protocol_message *m, enum protocol_type type, 
 		break;
 	case PROTOCOL_UNMOUNT:
 		strcpy(m->path, full ? "/home/alice/mnt/cardio data" : "m");
+		break;
+	case PROTOCOL_LEASE_LIST:
+		if (full)
+			strcpy(m->name, "cardio");
 		break;
 	case PROTOCOL_RENEW:
 		if (full) {
@@ -213,6 +234,16 @@ static void assert_messages_equal(const struct protocol_message *a, const struct
 	ck_assert_uint_eq(a->lease_id, b->lease_id);
 	ck_assert_uint_eq(a->holder_uid, b->holder_uid);
 	ck_assert_uint_eq(a->holder_gid, b->holder_gid);
+	ck_assert_uint_eq(a->lease_count, b->lease_count);
+	for (size_t i = 0; i < a->lease_count; i++) {
+		ck_assert_uint_eq(a->leases[i].id, b->leases[i].id);
+		ck_assert_uint_eq(a->leases[i].uid, b->leases[i].uid);
+		ck_assert_uint_eq(a->leases[i].pid, b->leases[i].pid);
+		ck_assert_uint_eq(a->leases[i].seconds_left, b->leases[i].seconds_left);
+		ck_assert_uint_eq(a->leases[i].flags, b->leases[i].flags);
+		ck_assert_str_eq(a->leases[i].dataset, b->leases[i].dataset);
+		ck_assert_str_eq(a->leases[i].mountpoint, b->leases[i].mountpoint);
+	}
 	ck_assert_uint_eq(a->ttl, b->ttl);
 	ck_assert_uint_eq(a->version, b->version);
 	ck_assert_uint_eq(a->mode, b->mode);
