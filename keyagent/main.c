@@ -2,7 +2,8 @@
  * vault-keyagent: the key agent of one host. Reads keyagent.conf, opens the keystore,
  * unseals it from a key file or systemd credential (or waits, sealed, for 'vaultctl
  * unlock'), then answers requests on its Unix socket in one thread until SIGTERM.
- * SIGHUP reloads the policy; a bad file leaves the old one in force.
+ * SIGHUP reloads the policy; a bad file leaves the old one in force. With --pid-file the
+ * agent that answers records its pid, so scripts can stop it without procps.
  */
 #include "keyagent/keyagent.h"
 
@@ -23,14 +24,177 @@
 #include "lib/log.h"
 #include "lib/secret.h"
 
+#ifndef VAULTFS_VERSION
+#define VAULTFS_VERSION "unknown"
+#endif
+
 #define DEFAULT_CONFIG "/etc/vaultfs/keyagent.conf"
 #define IDENT "vault-keyagent"
+#define EXIT_USAGE 2   /* as vaultctl: a bad command line */
+
+#define SYNOPSIS "usage: " IDENT " [-f] [-c FILE] [--pid-file FILE]\n"
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: " IDENT " [-f] [-c FILE]\n"
-		"  -c FILE  configuration (default " DEFAULT_CONFIG ")\n"
-		"  -f       stay in the foreground and log to stderr\n");
+	fprintf(out, SYNOPSIS
+		"       " IDENT " --version\n\n"
+		"  -c, --config FILE   configuration (default " DEFAULT_CONFIG ")\n"
+		"  -f, --foreground    stay in the foreground and log to stderr\n"
+		"      --pid-file FILE once the agent answers, write its pid to FILE; removed\n"
+		"                      when it stops\n"
+		"  -h, --help          show this text\n"
+		"  -V, --version       print the version\n\n"
+		"see vault-keyagent(8)\n");
+}
+
+/* "vault-keyagent: <what> '<arg>'" and the synopsis on stderr, as vaultctl does;
+ * returns EXIT_USAGE. */
+static int usage_error(const char *what, const char *arg)
+{
+	fprintf(stderr, IDENT ": %s '%s'\n" SYNOPSIS, what, arg);
+	return EXIT_USAGE;
+}
+
+/* path made absolute against the working directory (the daemon moves to /), in a new
+ * string; NULL when out of memory. */
+static char *absolute_path(const char *path)
+{
+	char cwd[PATH_MAX];
+	char *joined;
+
+	if (path[0] == '/')
+		return strdup(path);
+	if (!getcwd(cwd, sizeof(cwd)) || asprintf(&joined, "%s/%s", cwd, path) < 0)
+		return NULL;
+	return joined;
+}
+
+/*
+ * Write our pid to path atomically: a temporary file in the same directory renamed over
+ * it, so a reader never sees it empty or half written, and a symlink planted at path is
+ * replaced, not followed. Mode 0644. Returns 0 or -errno.
+ */
+static int pid_file_write(const char *path)
+{
+	char *temp;
+	char line[32];
+	int fd, len, err = 0;
+
+	if (asprintf(&temp, "%s.XXXXXX", path) < 0)
+		return -ENOMEM;
+	fd = mkostemp(temp, O_CLOEXEC);
+	if (fd < 0) {
+		err = -errno;
+		goto out_free;
+	}
+	len = snprintf(line, sizeof(line), "%d\n", (int)getpid());
+	errno = 0;
+	if (fchmod(fd, 0644) < 0 || write(fd, line, (size_t)len) != len)
+		err = errno ? -errno : -EIO;   /* a short write sets no errno */
+	if (close(fd) < 0 && !err)
+		err = -errno;
+	if (!err && rename(temp, path) < 0)
+		err = -errno;
+	if (err)
+		unlink(temp);
+out_free:
+	free(temp);
+	return err;
+}
+
+/* Remove path if it still names this process (another agent may have taken it over). */
+static void pid_file_remove(const char *path)
+{
+	char line[32] = "";
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return;
+	n = read(fd, line, sizeof(line) - 1);
+	close(fd);
+	if (n > 0 && strtol(line, NULL, 10) == (long)getpid())
+		unlink(path);
+}
+
+struct options {
+	char *config_path;   /* absolute; NULL: DEFAULT_CONFIG */
+	char *pid_file;      /* absolute; NULL: none */
+	bool foreground;
+};
+
+static void options_release(struct options *opts)
+{
+	free(opts->config_path);
+	free(opts->pid_file);
+}
+
+/* The value of a file option, made absolute: the agent works from / once in the
+ * background, and reads its configuration again on SIGHUP. Returns -1 or an exit status. */
+static int path_option(char **out, const char *name, const char *value)
+{
+	if (!value[0])
+		return usage_error("give a file name to", name);
+	free(*out);
+	*out = absolute_path(value);
+	if (!*out) {
+		fprintf(stderr, IDENT ": cannot take the path '%s': %s\n", value, strerror(errno));
+		return EXIT_FAILURE;
+	}
+	return -1;
+}
+
+/* Returns -1 to go on with opts set, or the exit status (opts released). */
+static int parse_options(int argc, char **argv, struct options *opts)
+{
+	enum { OPTION_PID_FILE = 256 };
+	static const struct option options[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "pid-file", required_argument, NULL, OPTION_PID_FILE },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt, status = -1;
+	char bad[3];
+
+	opterr = 0;
+	while (status < 0 && (opt = getopt_long(argc, argv, ":c:fhV", options, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			status = path_option(&opts->config_path, "-c", optarg);
+			break;
+		case OPTION_PID_FILE:
+			status = path_option(&opts->pid_file, "--pid-file", optarg);
+			break;
+		case 'f':
+			opts->foreground = true;
+			break;
+		case 'h':
+			usage(stdout);
+			status = EXIT_SUCCESS;
+			break;
+		case 'V':
+			printf(IDENT " %s\n", VAULTFS_VERSION);
+			status = EXIT_SUCCESS;
+			break;
+		case ':':
+			status = usage_error("give a value to", argv[optind - 1]);
+			break;
+		default:
+			/* optopt names a bad short option, which may sit inside a group. */
+			snprintf(bad, sizeof(bad), "-%c", optopt);
+			status = usage_error("unknown option",
+					     optopt ? bad : argv[optind - 1]);
+			break;
+		}
+	}
+	if (status < 0 && optind != argc)
+		status = usage_error("unexpected argument", argv[optind]);
+	if (status >= 0)
+		options_release(opts);
+	return status;
 }
 
 static bool same_string(const char *a, const char *b)
@@ -219,39 +383,23 @@ int main(int argc, char **argv)
 {
 	struct keyagent agent = { .listen_fd = -1, .signal_fd = -1 };
 	struct config_error config_err;
+	struct options opts = { 0 };
 	int ready_fd = -1;
-	bool foreground = false;
-	int opt, err;
+	int status, err;
 
-	agent.config_path = DEFAULT_CONFIG;
-	while ((opt = getopt(argc, argv, "c:fh")) != -1) {
-		switch (opt) {
-		case 'c':
-			agent.config_path = optarg;
-			break;
-		case 'f':
-			foreground = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return EXIT_SUCCESS;
-		default:
-			usage(stderr);
-			return EXIT_FAILURE;
-		}
-	}
-	if (optind != argc) {
-		usage(stderr);
-		return EXIT_FAILURE;
-	}
+	status = parse_options(argc, argv, &opts);
+	if (status >= 0)
+		return status;
+	agent.config_path = opts.config_path ? opts.config_path : DEFAULT_CONFIG;
 	umask(077);
 	log_init(IDENT, false, LOG_INFO);
-	if (config_read(&agent.config, agent.config_path, &config_err) != 0) {
+	err = config_read(&agent.config, agent.config_path, &config_err);
+	if (err) {
 		fprintf(stderr, IDENT ": %s\n", config_err.message);
-		return EXIT_FAILURE;
+		goto out_options;
 	}
 	/* Before any secret exists or LMDB is opened: neither survives a fork well. */
-	if (!foreground && (err = daemonize(&ready_fd)) != 0) {
+	if (!opts.foreground && (err = daemonize(&ready_fd)) != 0) {
 		fprintf(stderr, IDENT ": cannot go into the background: %s\n", strerror(-err));
 		goto out_config;
 	}
@@ -276,7 +424,12 @@ int main(int argc, char **argv)
 		goto out_keystore;
 	if ((err = server_listen(&agent)) != 0)
 		goto out_keystore;
-	if (!foreground) {
+	/* Written once the agent answers, by the process that serves: its pid is final. */
+	if (opts.pid_file && (err = pid_file_write(opts.pid_file)) != 0) {
+		log_error("cannot write pid file '%s': %s", opts.pid_file, strerror(-err));
+		goto out_server;
+	}
+	if (!opts.foreground) {
 		detach(ready_fd);
 		ready_fd = -1;
 	}
@@ -285,6 +438,9 @@ int main(int argc, char **argv)
 	err = server_run(&agent);
 	if (err)
 		log_error("the poll loop failed: %s", strerror(-err));
+	if (opts.pid_file)
+		pid_file_remove(opts.pid_file);
+out_server:
 	server_close(&agent);
 out_keystore:
 	leases_clear(&agent.leases);
@@ -296,5 +452,7 @@ out_config:
 	config_release(&agent.config);
 	if (ready_fd >= 0)
 		close(ready_fd);
+out_options:
+	options_release(&opts);
 	return err ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -222,7 +222,12 @@ static int do_unlock(struct request *r)
 
 static int do_status(struct request *r)
 {
-	snprintf(r->out->text, sizeof(r->out->text), "%s", r->agent->kek ? "unsealed" : "sealed");
+	/* "new": sealed with no passphrase yet, so that vaultctl asks for the first one
+	 * twice. */
+	const char *state = r->agent->kek ? "unsealed" :
+			    keystore_has_kek(r->agent->keystore) ? "sealed" : "new";
+
+	snprintf(r->out->text, sizeof(r->out->text), "%s", state);
 	return 0;
 }
 

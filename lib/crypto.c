@@ -56,9 +56,10 @@ _Static_assert(CRYPTO_PWHASH_MEMLIMIT_MAX <= crypto_pwhash_argon2id_MEMLIMIT_MAX
 	       "Argon2id maximum memory");
 
 /*
- * Allocated with sodium_malloc(), which places the object so that it ends at a guard
- * page: the start is 16-byte aligned (as the AES-GCM state requires) only because the
- * state comes first and the struct size is a multiple of its alignment.
+ * Allocated with secret_alloc() (sodium_malloc()), which places the object so that it
+ * ends at a guard page: the start is 16-byte aligned (as the AES-GCM state requires)
+ * only because the state comes first and the struct size is a multiple of its alignment.
+ * secret_alloc(), not sodium_malloc() directly: a forked child locks it again.
  */
 struct crypto_aead_key {
 	crypto_aead_aes256gcm_state aes_state;   /* AES-256-GCM only */
@@ -143,7 +144,7 @@ static pthread_once_t random_pool_once = PTHREAD_ONCE_INIT;
 
 static void random_pool_release(void *bytes)
 {
-	sodium_free(bytes);
+	secret_free(bytes);
 }
 
 static void random_pool_after_fork(void)
@@ -169,7 +170,7 @@ void crypto_random(void *buf, size_t len)
 	}
 	if (pool->bytes == NULL) {
 		pthread_once(&random_pool_once, random_pool_setup);
-		pool->bytes = sodium_malloc(RANDOM_POOL_LEN);
+		pool->bytes = secret_alloc(RANDOM_POOL_LEN);
 		if (pool->bytes == NULL) {
 			randombytes_buf(buf, len);
 			return;
@@ -253,7 +254,7 @@ static struct crypto_aead_key *aead_key_alloc(void)
 		aead = aead_pool[--aead_pool_count];
 	pthread_mutex_unlock(&aead_pool_lock);
 	if (aead == NULL) {
-		aead = sodium_malloc(sizeof(*aead));
+		aead = secret_alloc(sizeof(*aead));
 		if (aead != NULL && ((uintptr_t)aead & 15) != 0)
 			abort();   /* sodium_malloc broke the alignment the AES state needs */
 	}
@@ -289,7 +290,7 @@ void crypto_aead_key_free(struct crypto_aead_key *key)
 		key = NULL;
 	}
 	pthread_mutex_unlock(&aead_pool_lock);
-	sodium_free(key);
+	secret_free(key);
 }
 
 enum crypto_cipher crypto_aead_key_cipher(const struct crypto_aead_key *key)

@@ -45,7 +45,9 @@ enum protocol_type {
 	PROTOCOL_OK = 1,
 	PROTOCOL_ERROR = 2,
 	PROTOCOL_UNLOCK = 10,          /* secret: passphrase */
-	PROTOCOL_STATUS = 11,          /* -> text: "sealed" or "unsealed" */
+	PROTOCOL_STATUS = 11,          /* -> text: "unsealed", "sealed", or "new": sealed
+					  and no passphrase set yet (the first unlock sets
+					  it) */
 	PROTOCOL_DATASET_CREATE = 20,  /* name -> path (vault directory) */
 	PROTOCOL_DATASET_LIST = 21,    /* -> names */
 	PROTOCOL_LEASE = 30,           /* name, text: host [, lease_id: claim the lease the

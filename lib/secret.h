@@ -2,6 +2,13 @@
  * Secret memory and process hardening. Every key lives in memory from secret_alloc():
  * guard pages, mlock'd, excluded from core dumps, wiped on secret_free(). Stack copies of
  * secrets are wiped with secret_wipe() at their last use.
+ *
+ * Locked across fork: the kernel does not pass mlock on to a child, so this module keeps
+ * a registry of every live secret_alloc() region and a pthread_atfork() child handler
+ * locks each of them again in the child. A daemon that forks after its keys exist
+ * (fuse_daemonize, the key agent's daemonize) thus keeps them locked in the process that
+ * serves. Only these regions are locked: not mlockall(), which would pin LMDB's map.
+ * posix_spawn() and vfork() run no fork handlers; they exec at once.
  */
 #ifndef VAULTFS_SECRET_H
 #define VAULTFS_SECRET_H
@@ -9,14 +16,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Initialise the crypto library; call once before any other secret_ or crypto_ call.
- * Returns 0 or -errno. Safe to call more than once. */
+/* Initialise the crypto library and register the fork handlers; call once before any
+ * other secret_ or crypto_ call. Returns 0 or -errno. Safe to call more than once. */
 int secret_init(void) __attribute__((warn_unused_result));
 
-/* len bytes of locked, guarded memory, or NULL. Contents are undefined until written. */
+/* len bytes of locked, guarded memory, or NULL. Contents are undefined until written.
+ * Registered for locking again after fork() until secret_free(). Thread-safe. */
 void *secret_alloc(size_t len);
 
-/* Wipe and release memory from secret_alloc(); NULL is ignored. */
+/* Wipe and release memory from secret_alloc(); NULL is ignored. Any other pointer is a
+ * bug and aborts. Thread-safe. */
 void secret_free(void *secret);
 
 /* Overwrite len bytes with zeros in a way the compiler cannot elide. */

@@ -26,6 +26,27 @@ static inline int harness_run(Suite *suite)
 	return failed == 0 && run > 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
+/* AddressSanitizer turns mlock(2) into a no-op for the whole process (its interceptor),
+ * and a daemon built with it, as the tests are, locks nothing: tests of locked memory
+ * skip under it. */
+#ifndef __has_feature
+#define __has_feature(feature) 0
+#endif
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#define HARNESS_MLOCK_OBSERVABLE false
+#else
+#define HARNESS_MLOCK_OBSERVABLE true
+#endif
+
+#define SKIP_UNLESS_MLOCK_OBSERVABLE()                                                  \
+	do {                                                                           \
+		if (!HARNESS_MLOCK_OBSERVABLE) {                                       \
+			fprintf(stderr, "skip %s: mlock is a no-op under AddressSanitizer\n", \
+				__func__);                                             \
+			return;                                                        \
+		}                                                                      \
+	} while (0)
+
 /* Whether needle occurs in any regular file directly in dir (an LMDB environment's data
  * and lock files, and anything left beside them). */
 static inline bool harness_dir_contains(const char *dir, const void *needle, size_t needle_len)

@@ -16,9 +16,9 @@ static const char synopsis[] = "kek rotate [--passphrase-fd N]";
 static const char help[] =
 	"Replace the key agent's master key (KEK) with one from a new passphrase and re-wrap\n"
 	"every dataset key under it; afterwards the old passphrase unlocks nothing. Only for\n"
-	"agents with kek = passphrase, which must be unsealed. The new passphrase is typed\n"
-	"twice on the terminal without echo, or read from file descriptor N. Needs the 'kek'\n"
-	"privilege (admin = * kek).\n\n"
+	"agents with kek = passphrase, which must be unsealed. The new passphrase, of at\n"
+	"least " VAULTCTL_PASSPHRASE_MIN_TEXT " characters, is typed twice on the terminal without echo, or read from file\n"
+	"descriptor N. Needs the 'kek' privilege (admin = * kek).\n\n"
 	"  --passphrase-fd N   read the new passphrase from file descriptor N up to end of\n"
 	"                      file; one trailing newline is removed\n"
 	"  -h, --help          show this text\n";

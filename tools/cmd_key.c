@@ -1,8 +1,9 @@
 /*
  * vaultctl key: a dataset's keys over time, through the key agent. 'key rotate' adds a
  * version (printed) that new objects use; 'key retire' destroys a version no object
- * uses any more; 'key shred' destroys every version, after the dataset's name has been
- * typed on the terminal or repeated with --confirm, making all its data unreadable.
+ * uses any more; 'key shred' destroys every version in the agent's keystore, after the
+ * dataset's name has been typed on the terminal or repeated with --confirm, so that its
+ * data decrypts only with a copy of the keystore made before (the prompt says so).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,10 +30,12 @@ static const char help[] =
 	"  retire NAME VERSION   destroy key version VERSION of NAME; refused while any\n"
 	"                        object or record uses it (run 'vaultctl rekey NAME' first)\n"
 	"                        and for the newest version\n"
-	"  shred NAME            destroy every key version of NAME: all of its data, and\n"
-	"                        every backup of it, become unreadable for good. Asks you to\n"
-	"                        type NAME on the terminal; without a terminal, repeat NAME\n"
-	"                        with --confirm NAME\n"
+	"  shred NAME            destroy every key version of NAME in the agent's keystore:\n"
+	"                        its data and every backup of its vault become unreadable,\n"
+	"                        except with a copy of the keystore made before the shred\n"
+	"                        and the same KEK (see vaultctl(8)). Asks you to type NAME\n"
+	"                        on the terminal; without a terminal, repeat NAME with\n"
+	"                        --confirm NAME\n"
 	"  -h, --help            show this text\n\n"
 	"Each needs the matching privilege (rotate, retire, shred) on the dataset.\n";
 
@@ -127,8 +130,17 @@ static int confirm_on_terminal(const char *name)
 	if (tty < 0)
 		return vaultctl_usage_error("key shred --confirm NAME NAME", "no terminal to confirm "
 					    "on: repeat the dataset name with --confirm %s", name);
-	dprintf(tty, "shredding '%s' destroys every key of it: its data and every backup of "
-		"it can never be read again\n%s", name, prompt);
+	/* What shred destroys, and what it cannot reach: copies of the keystore. */
+	dprintf(tty,
+		"shredding '%s' destroys every version of its key in the key agent's\n"
+		"keystore and revokes every lease on it: its data and every backup of its vault\n"
+		"can then no longer be decrypted with this keystore\n"
+		"not covered: a copy of the keystore made before the shred (a backup, a\n"
+		"snapshot, disk blocks the filesystem freed) opened with the same master key\n"
+		"(KEK) still decrypts the dataset and its backups; destroy such copies, or with\n"
+		"a passphrase KEK run 'vaultctl kek rotate' after the shred and destroy every\n"
+		"record of the old passphrase (see vaultctl(8))\n"
+		"%s", name, prompt);
 	for (;;) {
 		n = read(tty, &byte, 1);
 		if (n < 0 && errno == EINTR)

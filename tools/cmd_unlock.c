@@ -28,7 +28,8 @@ static const char unlock_synopsis[] = "unlock [--passphrase-fd N]";
 static const char unlock_help[] =
 	"Unseal a key agent whose master key comes from a passphrase (kek = passphrase):\n"
 	"read the passphrase from the terminal without echo, or from file descriptor N, and\n"
-	"send it to the agent. The first unlock of a new keystore sets the passphrase.\n\n"
+	"send it to the agent. The first unlock of a new keystore sets the passphrase, of at\n"
+	"least " VAULTCTL_PASSPHRASE_MIN_TEXT " characters; a terminal asks for it twice.\n\n"
 	"  --passphrase-fd N   read the passphrase from file descriptor N up to end of file;\n"
 	"                      one trailing newline is removed\n"
 	"  -h, --help          show this text\n";
@@ -36,7 +37,9 @@ static const char unlock_help[] =
 static const char status_synopsis[] = "status";
 
 static const char status_help[] =
-	"Print 'sealed' or 'unsealed': whether the key agent holds its master key.\n\n"
+	"Print 'unsealed' or 'sealed': whether the key agent holds its master key; 'new'\n"
+	"when it is sealed and its keystore has no passphrase yet (the first 'vaultctl\n"
+	"unlock' sets it).\n\n"
 	"  -h, --help   show this text\n";
 
 /* Terminal state to put back when a signal ends the process mid-prompt. */
@@ -166,6 +169,28 @@ out_restore:
 	return err;
 }
 
+/* Characters of a UTF-8 passphrase: the bytes that do not continue a sequence. */
+static size_t passphrase_characters(const uint8_t *passphrase, size_t len)
+{
+	size_t characters = 0;
+
+	for (size_t i = 0; i < len; i++)
+		if ((passphrase[i] & 0xc0) != 0x80)
+			characters++;
+	return characters;
+}
+
+/* A new passphrase long enough? Prints why not and returns VAULTCTL_EXIT_ERROR. */
+static int check_new_passphrase(const uint8_t *passphrase, size_t len)
+{
+	size_t characters = passphrase_characters(passphrase, len);
+
+	if (len == 0 || characters >= VAULTCTL_PASSPHRASE_MIN)
+		return VAULTCTL_EXIT_OK;   /* an empty one is refused below, as always */
+	return vaultctl_error("the new passphrase has %zu characters: choose one of at least %d, "
+			      "nothing was sent", characters, VAULTCTL_PASSPHRASE_MIN);
+}
+
 static int report_read_error(int err, int fd)
 {
 	switch (err) {
@@ -214,6 +239,8 @@ int vaultctl_read_passphrase(int fd, const char *prompt, const char *confirm_pro
 			status = report_read_error(err, fd);
 			goto out_free;
 		}
+		if (confirm_prompt && check_new_passphrase(first, first_len) != 0)
+			goto out_free;
 	} else {
 		/* A terminal given as the descriptor is read like the controlling one. */
 		tty = fd >= 0 ? fd : open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -229,6 +256,8 @@ int vaultctl_read_passphrase(int fd, const char *prompt, const char *confirm_pro
 			status = report_read_error(err, -1);
 			goto out_close;
 		}
+		if (confirm_prompt && check_new_passphrase(first, first_len) != 0)
+			goto out_close;
 		if (confirm_prompt != NULL && first_len > 0) {
 			second = secret_alloc(PASSPHRASE_BUFFER);
 			if (second == NULL) {
@@ -306,7 +335,7 @@ int vaultctl_passphrase_options(int argc, char *argv[], const char *synopsis,
 	return -1;
 }
 
-/* "sealed" or "unsealed" into state (at least 16 bytes). */
+/* "unsealed", "sealed" or "new" into state (at least 16 bytes). */
 static int ask_status(char *state, size_t len)
 {
 	struct protocol_message request = { .type = PROTOCOL_STATUS };
@@ -343,8 +372,15 @@ int cmd_unlock(int argc, char *argv[])
 	if (strcmp(state, "unsealed") == 0)
 		return vaultctl_error("the agent at '%s' is already unsealed: nothing to do",
 				      vaultctl_agent_socket());
-	status = vaultctl_read_passphrase(fd, "passphrase for the key agent: ", NULL,
-					  &passphrase, &passphrase_len);
+	/* A new keystore takes its passphrase from this unlock: no typo may slip in. */
+	if (strcmp(state, "new") == 0)
+		status = vaultctl_read_passphrase(fd, "new passphrase for the key agent "
+						  "(at least " VAULTCTL_PASSPHRASE_MIN_TEXT " characters): ",
+						  "repeat the new passphrase: ", &passphrase,
+						  &passphrase_len);
+	else
+		status = vaultctl_read_passphrase(fd, "passphrase for the key agent: ", NULL,
+						  &passphrase, &passphrase_len);
 	if (status != VAULTCTL_EXIT_OK)
 		return status;
 	request.secret = passphrase;

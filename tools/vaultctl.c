@@ -215,7 +215,8 @@ int vaultctl_one_dataset_name(const char *synopsis, int count, char *const *oper
 	return vaultctl_check_dataset_name(synopsis, operands[0]);
 }
 
-/* Whether the agent says it is sealed, asked on a connection that is still in step. */
+/* Whether the agent says it is sealed ("new": sealed, no passphrase yet), asked on a
+ * connection that is still in step. */
 static bool agent_sealed(struct agent *agent)
 {
 	struct protocol_message request = { .type = PROTOCOL_STATUS };
@@ -226,7 +227,7 @@ static bool agent_sealed(struct agent *agent)
 		protocol_message_release(&reply);
 		return false;
 	}
-	sealed = strcmp(reply.text, "sealed") == 0;
+	sealed = strcmp(reply.text, "sealed") == 0 || strcmp(reply.text, "new") == 0;
 	protocol_message_release(&reply);
 	return sealed;
 }

@@ -81,15 +81,24 @@ int vaultctl_check_dataset_name(const char *synopsis, const char *name);
 int vaultctl_one_dataset_name(const char *synopsis, int count, char *const *operands,
 			      const char *what);
 
+/* The shortest new passphrase vaultctl sets, in characters (UTF-8 code points), and
+ * the same as a string for help texts. */
+#define VAULTCTL_PASSPHRASE_MIN 12
+#define VAULTCTL_STRINGIFY(x) #x
+#define VAULTCTL_NUMBER_TEXT(x) VAULTCTL_STRINGIFY(x)
+#define VAULTCTL_PASSPHRASE_MIN_TEXT VAULTCTL_NUMBER_TEXT(VAULTCTL_PASSPHRASE_MIN)
+
 /*
  * cmd_unlock.c: read a passphrase into secret memory (*out, from secret_alloc(), holding
- * *len bytes and one NUL after them; free with secret_free()). With fd >= 0 the whole
- * content of fd up to end of file, one trailing newline stripped; else from the
- * controlling terminal (/dev/tty) without echo, after prompt, and with confirm_prompt
- * not NULL a second time to confirm (the two must match). Echo is restored on return
- * and on a fatal signal. Never from argv or the environment. Prints the problem and
- * returns VAULTCTL_EXIT_ERROR (no terminal, empty, over PROTOCOL_SECRET_MAX bytes,
- * mismatch, read error), or 0.
+ * *len bytes and one NUL after them; free with secret_free()). With fd >= 0 (not a
+ * terminal) the whole content of fd up to end of file, once, one trailing newline
+ * stripped; else from the controlling terminal (/dev/tty) without echo, after prompt.
+ * confirm_prompt not NULL means a new passphrase is being set: it must have at least
+ * VAULTCTL_PASSPHRASE_MIN characters, and a terminal is asked a second time, after
+ * confirm_prompt, for the same (a descriptor is a script, read once: it cannot
+ * mistype). Echo is restored on return and on a fatal signal. Never from argv or the
+ * environment. Prints the problem and returns VAULTCTL_EXIT_ERROR (no terminal, empty,
+ * too short, over PROTOCOL_SECRET_MAX bytes, mismatch, read error), or 0.
  */
 int vaultctl_read_passphrase(int fd, const char *prompt, const char *confirm_prompt,
 			     uint8_t **out, size_t *len);

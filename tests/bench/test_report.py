@@ -52,14 +52,15 @@ def write_results(path, hwm_kib):
 
 
 def run_report(hwm_kib=30 * 1024):
-    out = tempfile.mkdtemp(prefix="vaultfs-report.")
-    write_results(os.path.join(out, "results.jsonl"), hwm_kib)
-    text = subprocess.run([sys.executable, REPORT, out], check=True, capture_output=True,
-                          text=True).stdout
-    with open(os.path.join(out, "report.json")) as f:
-        rep = json.load(f)
-    with open(os.path.join(out, "report.md")) as f:
-        md = f.read()
+    # Removed on return: a test leaves nothing in the temporary directory.
+    with tempfile.TemporaryDirectory(prefix="vaultfs-report.") as out:
+        write_results(os.path.join(out, "results.jsonl"), hwm_kib)
+        text = subprocess.run([sys.executable, REPORT, out], check=True, capture_output=True,
+                              text=True).stdout
+        with open(os.path.join(out, "report.json")) as f:
+            rep = json.load(f)
+        with open(os.path.join(out, "report.md")) as f:
+            md = f.read()
     return rep, text, md
 
 

@@ -429,7 +429,8 @@ case_kek_rotate_keyfile_agent() {
 	expect_one_line_error
 	expect_err "only a passphrase KEK is rotated"
 	# Root holds no 'kek' privilege.
-	"$VAULTCTL" --agent "$sock" kek rotate --passphrase-fd 3 3<<<"x" >"$dir/stdout" 2>"$dir/stderr"
+	"$VAULTCTL" --agent "$sock" kek rotate --passphrase-fd 3 3<<<"a long passphrase" \
+		>"$dir/stdout" 2>"$dir/stderr"
 	collect
 	expect_one_line_error
 	expect_err "you hold no role allowing 'kek rotate' on '*'"
@@ -446,7 +447,7 @@ case_passphrase_agent() {
 	start_agent || return
 	run status
 	expect_status 0
-	[ "$out" = sealed ] || fail "status printed '$out', expected 'sealed'"
+	[ "$out" = new ] || fail "status printed '$out', expected 'new' (no passphrase yet)"
 	run dataset create b
 	expect_one_line_error
 	expect_err "vaultctl: the agent is sealed: run 'vaultctl unlock'"
@@ -459,6 +460,15 @@ case_passphrase_agent() {
 	unlock_with ""
 	expect_one_line_error
 	expect_err "the passphrase is empty"
+	# The first passphrase has at least 12 characters, not bytes; a short one is not sent.
+	unlock_with "short pass"
+	expect_one_line_error
+	expect_err "the new passphrase has 10 characters: choose one of at least 12"
+	unlock_with "ééééééééééé"
+	expect_one_line_error
+	expect_err "the new passphrase has 11 characters"
+	run status
+	[ "$out" = new ] || fail "status after refused passphrases printed '$out'"
 	# The first unlock sets the passphrase.
 	unlock_with "first passphrase"
 	expect_status 0
@@ -470,12 +480,13 @@ case_passphrase_agent() {
 	expect_err "already unsealed"
 	run dataset create b
 	expect_status 0
-	# A restart seals it again; a wrong passphrase is refused.
+	# A restart seals it again; a wrong passphrase is refused, a short one is only wrong
+	# (passphrases set before the minimum still unlock).
 	stop_agent
 	start_agent || return
 	run status
 	[ "$out" = sealed ] || fail "status after restart printed '$out'"
-	unlock_with "wrong passphrase"
+	unlock_with "short"
 	expect_one_line_error
 	expect_err "vaultctl: cannot unlock: wrong passphrase"
 	sleep 2.2   # the agent's back-off after a wrong guess
@@ -487,6 +498,13 @@ case_passphrase_agent() {
 		3<<<"second passphrase" >"$dir/stdout" 2>"$dir/stderr"
 	collect
 	expect_status 0
+	# A new passphrase from KEK rotation has the same minimum.
+	setpriv --reuid "$KEK_UID" --regid "$SOCKET_GID" --clear-groups -- \
+		"$VAULTCTL" --agent "$sock" kek rotate --passphrase-fd 3 \
+		3<<<"too short" >"$dir/stdout" 2>"$dir/stderr"
+	collect
+	expect_one_line_error
+	expect_err "the new passphrase has 9 characters: choose one of at least 12"
 	stop_agent
 	start_agent || return
 	unlock_with "first passphrase"
@@ -514,16 +532,21 @@ on_terminal() {
 	local mode=$1
 	shift
 	python3 - "$mode" "$VAULTCTL" --agent "$sock" "$@" >"$dir/stdout" 2>"$dir/stderr" <<-'EOF'
-	import os, pty, signal, sys, termios, time
+	import os, pty, select, signal, sys, termios, time
 	mode, argv = sys.argv[1], sys.argv[2:]
 	lines = [l.encode() + b"\n" for l in os.environ.get("typed", "").split("|") if l]
 	pid, fd = pty.fork()
 	if pid == 0:
 	    os.execv(argv[0], argv)
 	out, echo = b"", []
+	# Read until a new prompt (output since the call ending in ':'), end of output or the
+	# deadline: a line typed before its prompt would be flushed by the prompt's TCSAFLUSH.
 	def take(deadline):
 	    global out
+	    start = len(out)
 	    while time.time() < deadline:
+	        if not select.select([fd], [], [], max(0, deadline - time.time()))[0]:
+	            return
 	        try:
 	            data = os.read(fd, 4096)
 	        except OSError:
@@ -531,7 +554,7 @@ on_terminal() {
 	        if not data:
 	            return
 	        out += data
-	        if out.rstrip().endswith(b":"):
+	        if out[start:].rstrip().endswith(b":"):
 	            return
 	for line in lines + [None]:
 	    take(time.time() + 10)
@@ -564,11 +587,26 @@ case_terminal() {
 	typed="" on_terminal term unlock
 	[ "$(cat "$dir/echo")" = "$(printf 'echo:off\necho:on')" ] ||
 		fail "echo at the prompt / after SIGTERM: $(tr '\n' ' ' <"$dir/echo")"
-	typed="terminal passphrase" on_terminal keys unlock
+	# A new keystore: the first passphrase is refused at once when short, else asked
+	# twice, and two that differ set nothing.
+	typed="short" on_terminal keys unlock
+	expect_status 1
+	grep -qF "new passphrase for the key agent (at least 12 characters):" "$dir/stdout" ||
+		fail "no prompt for a new passphrase: $out"
+	expect_out "vaultctl: the new passphrase has 5 characters: choose one of at least 12, nothing was sent"
+	grep -qF "repeat" "$dir/stdout" && fail "a short passphrase was asked for again: $out"
+	typed="terminal passphrase|terminal passphrasf" on_terminal keys unlock
+	expect_status 1
+	expect_out "vaultctl: the two passphrases differ: nothing was changed, try again"
+	run status
+	[ "$out" = new ] || fail "status after two different passphrases printed '$out'"
+	typed="terminal passphrase|terminal passphrase" on_terminal keys unlock
 	expect_status 0
-	grep -qF "passphrase for the key agent:" "$dir/stdout" || fail "no prompt: $out"
+	grep -qF "repeat the new passphrase:" "$dir/stdout" ||
+		fail "the first passphrase was not asked twice: $(cat "$dir/stdout")"
 	grep -qF "terminal passphrase" "$dir/stdout" && fail "the passphrase was echoed"
-	[ "$(head -n 1 "$dir/echo")" = echo:off ] || fail "echo was on at the prompt"
+	[ "$(head -n 2 "$dir/echo")" = "$(printf 'echo:off\necho:off')" ] ||
+		fail "echo was on at a prompt: $(tr '\n' ' ' <"$dir/echo")"
 	[ "$(tail -n 1 "$dir/echo")" = echo:on ] || fail "echo was not restored"
 	expect_out unsealed
 	run dataset create b
@@ -577,10 +615,22 @@ case_terminal() {
 	expect_status 1
 	grep -qF "type the dataset name to destroy every key of it:" "$dir/stdout" ||
 		fail "no confirmation prompt: $out"
+	# The prompt says what shred cannot reach, and what does.
+	grep -qF "not covered: a copy of the keystore made before the shred" "$dir/stdout" &&
+		grep -qF "run 'vaultctl kek rotate'" "$dir/stdout" ||
+		fail "the prompt does not say what shred leaves readable: $(cat "$dir/stdout")"
 	expect_out "vaultctl: the name typed is not 'b': nothing was shredded"
 	typed="b" on_terminal keys key shred b
 	expect_status 0
 	expect_out "dataset 'b' shredded, 0 leases revoked"
+	# Once set, the passphrase is asked for once.
+	stop_agent
+	start_agent || return
+	typed="terminal passphrase" on_terminal keys unlock
+	expect_status 0
+	grep -qF "passphrase for the key agent:" "$dir/stdout" || fail "no prompt: $out"
+	grep -qF "repeat" "$dir/stdout" && fail "an existing passphrase was asked twice: $out"
+	expect_out unsealed
 }
 
 case_agent_down() {
@@ -677,6 +727,106 @@ case_usage() {
 	done
 	run unlock --passphrase-fd x
 	expect_status 2
+}
+
+# run_agent ARGS...: vault-keyagent ARGS, leaving $status, $out and $err.
+run_agent() {
+	"$VAULT_KEYAGENT" "$@" >"$dir/stdout" 2>"$dir/stderr" </dev/null
+	collect
+}
+
+# vault-keyagent's command line works like vaultctl's: --help and --version on stdout
+# with status 0, a bad command line named on stderr with the synopsis and status 2.
+case_keyagent_command_line() {
+	local option version
+	version=$("$VAULTCTL" --version) || fail "vaultctl --version failed"
+	for option in --help -h; do
+		run_agent "$option"
+		expect_status 0
+		[ "$(head -n 1 "$dir/stdout")" = \
+			"usage: vault-keyagent [-f] [-c FILE] [--pid-file FILE]" ] ||
+			fail "$option printed: $out"
+		grep -qF -- "--pid-file FILE" "$dir/stdout" || fail "$option omits --pid-file: $out"
+		[ -z "$err" ] || fail "$option wrote to stderr: $err"
+	done
+	for option in --version -V; do
+		run_agent "$option"
+		expect_status 0
+		[ "$out" = "vault-keyagent ${version#vaultctl }" ] ||
+			fail "$option printed '$out', expected the version of '$version'"
+		[ -z "$err" ] || fail "$option wrote to stderr: $err"
+	done
+	run_agent --bogus
+	expect_status 2
+	[ "$(head -n 1 "$dir/stderr")" = "vault-keyagent: unknown option '--bogus'" ] ||
+		fail "unknown option: $err"
+	grep -qx "usage: vault-keyagent .*" "$dir/stderr" || fail "no synopsis: $err"
+	[ -z "$out" ] || fail "a usage error wrote to stdout: $out"
+	run_agent -fx
+	expect_status 2
+	expect_err "vault-keyagent: unknown option '-x'"
+	run_agent -c "$conf" extra
+	expect_status 2
+	expect_err "vault-keyagent: unexpected argument 'extra'"
+	run_agent --pid-file
+	expect_status 2
+	expect_err "vault-keyagent: give a value to '--pid-file'"
+	[ ! -S "$sock" ] || fail "a usage error started an agent"
+}
+
+# wait_gone PID: poll up to 10 s for the process to end.
+wait_gone() {
+	local i
+	for i in $(seq 1 100); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# --pid-file: the agent that answers writes its pid (once it answers, so a script can
+# stop it without procps) and removes the file when it stops.
+case_keyagent_pid_file() {
+	local pid
+	keyfile_config
+	# In the background, with a path relative to where it was started.
+	(cd "$dir" && "$VAULT_KEYAGENT" -c "$conf" --pid-file agent.pid) \
+		>"$dir/stdout" 2>"$dir/stderr"
+	collect
+	expect_status 0
+	[ -s "$dir/agent.pid" ] || { fail "no pid file once the agent returned: $err"; return; }
+	pid=$(cat "$dir/agent.pid")
+	agent_pid=$pid   # the teardown stops it if a check below fails
+	[[ "$pid" =~ ^[0-9]+$ ]] || { fail "pid file holds '$pid'"; return; }
+	[ "$(stat -c %a "$dir/agent.pid")" = 644 ] ||
+		fail "pid file mode $(stat -c %a "$dir/agent.pid"), expected 644"
+	[ "$(readlink "/proc/$pid/exe")" = "$(readlink -f "$VAULT_KEYAGENT")" ] ||
+		fail "pid $pid is not the agent: $(readlink "/proc/$pid/exe")"
+	ls "$dir"/agent.pid.* >/dev/null 2>&1 && fail "a temporary pid file was left"
+	run status
+	expect_status 0
+	[ "$out" = unsealed ] || fail "the agent of the pid file does not answer: $err"
+	kill "$pid"
+	wait_gone "$pid" || fail "agent $pid did not stop on SIGTERM"
+	[ ! -e "$dir/agent.pid" ] || fail "the pid file outlived the agent"
+	agent_pid=
+	# In the foreground: the pid is the one started.
+	"$VAULT_KEYAGENT" -f -c "$conf" --pid-file "$dir/fg.pid" 2>>"$dir/agent.log" &
+	agent_pid=$!
+	for _ in $(seq 1 100); do
+		[ -s "$dir/fg.pid" ] && break
+		sleep 0.1
+	done
+	[ "$(cat "$dir/fg.pid" 2>/dev/null)" = "$agent_pid" ] ||
+		fail "foreground pid file holds '$(cat "$dir/fg.pid" 2>/dev/null)', not $agent_pid"
+	stop_agent
+	[ ! -e "$dir/fg.pid" ] || fail "the foreground agent left its pid file"
+	# A pid file that cannot be written stops the start: status 1, no agent left behind.
+	run_agent -c "$conf" --pid-file "$dir/missing/agent.pid"
+	expect_status 1
+	expect_err "cannot write pid file '$dir/missing/agent.pid'"
+	[ ! -S "$sock" ] || fail "the agent kept its socket after failing to start"
+	"$VAULTCTL" --agent "$sock" status >/dev/null 2>&1 && fail "an agent still answers"
 }
 
 case_setup() { setup_case; }

@@ -1,7 +1,8 @@
 /*
  * Real mounts through the real key agent: who may mount, what each role may do on an
  * allow_other mount (rw, ro, none, path rules, group grants), revocation within 5 s on
- * an open file (lease revoke, role removal by a policy reload, an agent that died), key
+ * an open file (lease revoke, role removal by a policy reload, an agent that died) and
+ * of one user on a file others hold open too (cached pages, a shared mapping), key
  * rotation and retirement with data intact, crypto-shred, a time window under
  * libfaketime, and no key material in /proc or the logs. Other users are numeric uids
  * taken by setresuid children. Needs root and /dev/fuse.
@@ -13,11 +14,13 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -709,6 +712,250 @@ START_TEST(test_role_removal_reaches_mount)
 }
 END_TEST
 
+/*
+ * One user's revocation on a shared mount: uid 2002 loses its role while uid 2001 keeps
+ * its own. Both hold the same file open, its pages in the page cache they share (the
+ * mount keeps it across opens), and 2002 holds a shared mapping of it too. Nothing the
+ * kernel cached may keep answering 2002: its reads fail, its mapping faults, while 2001
+ * goes on reading through the descriptor it had and through a new one. Not covered, as
+ * the kernel has one page cache per inode: pages 2001 reads back into it after the
+ * removal, which the kernel serves to 2002's descriptor and mapping as well.
+ */
+
+#define SHARED_FILE "cached"
+#define SHARED_LEN (256 * 1024)
+#define SHARED_SEED 67
+
+/* A child as another uid that holds descriptors and mappings between the steps the
+ * parent orders: for each step number it is sent, it runs step() and answers 0 or 1. */
+struct holder {
+	pid_t pid;
+	int command;     /* write end: step numbers */
+	int answer;      /* read end: 0 if the step held, 1 if not */
+};
+
+static void holder_start(struct holder *h, uid_t uid, int (*step)(int number))
+{
+	int commands[2], answers[2];
+
+	ck_assert_int_eq(pipe2(commands, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(answers, O_CLOEXEC), 0);
+	fflush(NULL);
+	h->pid = fork();
+	ck_assert_int_ge(h->pid, 0);
+	if (h->pid == 0) {
+		gid_t gid = uid;
+		unsigned char number, answer;
+
+		close(commands[1]);
+		close(answers[0]);
+		if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
+		    setresuid(uid, uid, uid) < 0)
+			_exit(125);
+		while (read(commands[0], &number, 1) == 1) {
+			answer = step(number) ? 1 : 0;
+			fflush(NULL);
+			if (write(answers[1], &answer, 1) != 1)
+				_exit(1);
+		}
+		_exit(0);
+	}
+	close(commands[0]);
+	close(answers[1]);
+	h->command = commands[1];
+	h->answer = answers[0];
+}
+
+static void holder_send(struct holder *h, int number)
+{
+	unsigned char byte = (unsigned char)number;
+	ck_assert_int_eq(write(h->command, &byte, 1), 1);
+}
+
+/* The answer to the step sent last, within timeout_ms: 0, 1, or -1 for none. */
+static int holder_answer(struct holder *h, int timeout_ms)
+{
+	return read_byte(h->answer, timeout_ms);
+}
+
+static int holder_run(struct holder *h, int number)
+{
+	holder_send(h, number);
+	return holder_answer(h, 10000);
+}
+
+static void holder_stop(struct holder *h)
+{
+	close(h->command);
+	close(h->answer);
+	if (fixture_wait_child(h->pid, 5000) == -ETIMEDOUT) {
+		kill(h->pid, SIGKILL);
+		waitpid(h->pid, NULL, 0);
+	}
+}
+
+/* In a holder: the descriptor it keeps open and (the reader) the file mapped. */
+static int held_fd = -1;
+static const uint8_t *held_map;
+static uint8_t held_buf[SHARED_LEN];
+
+/* The file's bytes through the held descriptor: 0, -errno, or -EILSEQ if wrong. */
+static int read_held(bool with_read)
+{
+	ssize_t got;
+
+	if (with_read) {
+		/* read(2) from the start up to the end, not past it: that would make the
+		 * kernel fetch the attributes first, which the gate refuses on its own,
+		 * and the cached pages would not be what is tested. */
+		if (lseek(held_fd, 0, SEEK_SET) != 0)
+			return -errno;
+		got = read(held_fd, held_buf, sizeof(held_buf));
+		if (got < 0)
+			got = -errno;
+	} else {
+		got = pread_full(held_fd, held_buf, sizeof(held_buf), 0);
+	}
+	if (got < 0)
+		return (int)got;
+	if (got != SHARED_LEN || pattern_check(held_buf, SHARED_LEN, SHARED_SEED, 0) != -1)
+		return -EILSEQ;
+	return 0;
+}
+
+static sigjmp_buf bus_jump;
+
+static void on_bus(int signal)
+{
+	(void)signal;
+	siglongjmp(bus_jump, 1);
+}
+
+/* Read every page of the held mapping: 0, SIGBUS if a page could not be had, or
+ * -EILSEQ if the bytes are wrong. */
+static int read_held_map(void)
+{
+	struct sigaction bus = { .sa_handler = on_bus }, old;
+	volatile int result = SIGBUS;
+
+	sigemptyset(&bus.sa_mask);
+	if (sigaction(SIGBUS, &bus, &old) != 0)
+		return -errno;
+	if (sigsetjmp(bus_jump, 1) == 0)
+		result = pattern_check(held_map, SHARED_LEN, SHARED_SEED, 0) == -1 ? 0 : -EILSEQ;
+	sigaction(SIGBUS, &old, NULL);
+	return result;
+}
+
+/* Retry check until it returns something other than 0 (what it gave while access
+ * lasted) or until deadline_ms (now_ms()): what it returned last. */
+static int until_refused(int (*check)(void), long deadline_ms)
+{
+	int result;
+
+	while ((result = check()) == 0 && now_ms() < deadline_ms)
+		usleep(10000);
+	return result;
+}
+
+static int pread_held(void)
+{
+	return read_held(false);
+}
+
+static int read_syscall_held(void)
+{
+	return read_held(true);
+}
+
+enum shared_step {
+	STEP_OPEN,          /* open, read everything, (the reader) map and touch every page */
+	STEP_CUT_OFF,       /* the reader: refused within the bound; the writer: reads on */
+};
+
+/* Check that a refusal is the one wanted, naming what was refused. */
+static int refused_with(const char *what, int result, int want, long started_ms)
+{
+	if (result == want)
+		return 0;
+	fprintf(stderr, "uid %u: %s after %ld ms: want %s, got %s\n", (unsigned)getuid(), what,
+		now_ms() - started_ms, want == SIGBUS ? "SIGBUS" : strerror(-want),
+		result == 0 ? "the file's bytes" : result == SIGBUS ? "SIGBUS" : strerror(-result));
+	return 1;
+}
+
+static int shared_reader_step(int number)
+{
+	long started = now_ms(), deadline = started + REVOKE_BOUND_MS;
+	int failed = 0;
+
+	switch (number) {
+	case STEP_OPEN:
+		held_fd = open(at(SHARED_FILE), O_RDONLY | O_CLOEXEC);
+		CHILD_OK(held_fd);
+		CHILD_ZERO(read_held(false));
+		held_map = mmap(NULL, SHARED_LEN, PROT_READ, MAP_SHARED, held_fd, 0);
+		CHILD_OK(held_map == MAP_FAILED ? -1 : 0);
+		CHILD_ZERO(read_held_map());
+		return 0;
+	case STEP_CUT_OFF:
+		/* Each is retried until refused: the bound counts from the reload. */
+		failed |= refused_with("pread on the open descriptor",
+				       until_refused(pread_held, deadline), -EACCES, started);
+		failed |= refused_with("read on the open descriptor",
+				       until_refused(read_syscall_held, deadline), -EACCES,
+				       started);
+		failed |= refused_with("the shared mapping", until_refused(read_held_map, deadline),
+				       SIGBUS, started);
+		CHILD_ERRNO(open(at(SHARED_FILE), O_RDONLY | O_CLOEXEC), EACCES);
+		return failed;
+	default:
+		return 1;
+	}
+}
+
+static int shared_writer_step(int number)
+{
+	switch (number) {
+	case STEP_OPEN:
+		held_fd = open(at(SHARED_FILE), O_RDONLY | O_CLOEXEC);
+		CHILD_OK(held_fd);
+		CHILD_ZERO(read_held(false));
+		return 0;
+	case STEP_CUT_OFF:
+		CHILD_ZERO(read_held(false));
+		CHILD_ZERO(read_held(true));
+		CHILD_ZERO(pattern_verify_file(at(SHARED_FILE), SHARED_LEN, SHARED_SEED));
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+START_TEST(test_role_removal_on_shared_cached_file)
+{
+	struct holder reader, writer;
+
+	begin(standard_roles);
+	write_file_as_root(SHARED_FILE, SHARED_LEN, SHARED_SEED, 0644, 0);
+	holder_start(&reader, READER_UID, shared_reader_step);
+	holder_start(&writer, WRITER_UID, shared_writer_step);
+	ck_assert_msg(holder_run(&reader, STEP_OPEN) == 0, "the reader could not read the file");
+	ck_assert_msg(holder_run(&writer, STEP_OPEN) == 0, "the writer could not read the file");
+
+	holder_send(&reader, STEP_CUT_OFF);
+	remove_readers_role();
+	ck_assert_msg(holder_answer(&reader, REVOKE_BOUND_MS + 10000) == 0,
+		      "the reader kept reading what the kernel had cached");
+	ck_assert_msg(holder_run(&writer, STEP_CUT_OFF) == 0,
+		      "the writer's reads broke when only the reader lost its role");
+	ck_assert_int_eq(pattern_verify_file(at(SHARED_FILE), SHARED_LEN, SHARED_SEED), 0);
+	holder_stop(&reader);
+	holder_stop(&writer);
+	ck_assert_int_eq(agent_mount_stop(&am), 0);
+}
+END_TEST
+
 static void kill_agent(void)
 {
 	agent_fixture_kill(&ax);
@@ -1113,6 +1360,7 @@ static Suite *agent_mount_suite(void)
 		{ "groups", test_group_grant },
 		{ "revoke", test_revoke_open_file },
 		{ "role_removal", test_role_removal_reaches_mount },
+		{ "role_removal_shared", test_role_removal_on_shared_cached_file },
 		{ "agent_gone", test_lease_expires_without_agent },
 		{ "rotate", test_rotate_and_retire },
 		{ "rekey", test_rekey_online },
