@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """bench/report.py on made-up results: the goals table says which goals vaultfs met, and
-which ceiling (raw, passthrough) did not reach a goal in the same run. Prints the summary
-line "checks: N passed, N failed" like every other test program."""
+which ceiling (raw, passthrough) did not reach a goal in the same run, and whether
+vaultfs-agent (a user's mount through the key agent) kept 0.9x of vaultfs on each workload.
+Prints the summary line "checks: N passed, N failed" like every other test program."""
 import json
 import os
 import subprocess
@@ -14,27 +15,36 @@ REPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "b
 # workload -> (unit, better, {target: [value per repetition]})
 RESULTS = {
     # vaultfs per repetition 3.0, 2.4, 1.0 x gocryptfs: the median of the same-run ratios is
-    # 2.4 (met), where the ratio of the medians would be 2.0.
+    # 2.4 (met), where the ratio of the medians would be 2.0. vaultfs-agent per repetition
+    # 0.9, 1.0, 0.75 x vaultfs: median 0.9, met (the goal is reached at exactly 0.9).
     "seq_write": ("MiB/s", "higher", {"raw": [400, 400, 400], "passthrough": [150, 150, 150],
                                       "gocryptfs": [100, 50, 200], "securefs": [50, 60, 70],
-                                      "vaultfs": [300, 120, 200]}),
-    # a time: vaultfs 2.0 / 1.6 = 1.25x securefs, not met; passthrough 2.0 / 1.25 = 1.6x
+                                      "vaultfs": [300, 120, 200],
+                                      "vaultfs-agent": [270, 120, 150]}),
+    # a time: vaultfs 2.0 / 1.6 = 1.25x securefs, not met; passthrough 2.0 / 1.25 = 1.6x;
+    # vaultfs-agent 1.6 / 2.0 = 0.8x vaultfs, not met
     "tree_untar": ("s", "lower", {"raw": [0.5, 0.5, 0.5], "passthrough": [1.25, 1.25, 1.25],
                                   "gocryptfs": [3.0, 3.0, 3.0], "securefs": [2.0, 2.0, 2.0],
-                                  "vaultfs": [1.6, 1.6, 1.6]}),
-    # the disk itself is no faster than the best peer: the goal is above raw
+                                  "vaultfs": [1.6, 1.6, 1.6], "vaultfs-agent": [2.0, 2.0, 2.0]}),
+    # the disk itself is no faster than the best peer: the goal is above raw;
+    # vaultfs-agent 100 / 110 = 0.91x vaultfs, met
     "rand_read": ("IOPS", "higher", {"raw": [100, 100, 100], "passthrough": [100, 100, 100],
                                      "gocryptfs": [90, 90, 90], "securefs": [100, 100, 100],
-                                     "vaultfs": [110, 110, 110]}),
-    # vaultfs failed every repetition: no ratio, neither met nor missed
+                                     "vaultfs": [110, 110, 110],
+                                     "vaultfs-agent": [100, 100, 100]}),
+    # vaultfs failed every repetition: no ratio, neither met nor missed (for vaultfs-agent
+    # either, which has no reference then)
     "seq_read": ("MiB/s", "higher", {"raw": [900], "passthrough": [500], "gocryptfs": [400],
-                                     "securefs": [450], "vaultfs": None}),
+                                     "securefs": [450], "vaultfs": None, "vaultfs-agent": [480]}),
+    # vaultfs-agent failed: its goal is neither met nor missed
+    "tree_ls": ("s", "lower", {"raw": [0.1], "passthrough": [0.2], "gocryptfs": [0.4],
+                               "securefs": [0.5], "vaultfs": [0.25], "vaultfs-agent": None}),
 }
 
 
 def write_results(path, hwm_kib):
     lines = [{"kind": "meta", "profile": "test", "reps": 3}]
-    for t in ("raw", "passthrough", "gocryptfs", "securefs", "vaultfs"):
+    for t in ("raw", "passthrough", "gocryptfs", "securefs", "vaultfs", "vaultfs-agent"):
         lines.append({"kind": "target", "target": t, "status": "ok"})
     for w, (unit, better, by_target) in RESULTS.items():
         for t, values in by_target.items():
@@ -64,9 +74,10 @@ def run_report(hwm_kib=30 * 1024):
     return rep, text, md
 
 
-def goal(rep, workload, reference):
-    found = [g for g in rep["goals"] if g["workload"] == workload and g["reference"] == reference]
-    assert len(found) == 1, (workload, reference, rep["goals"])
+def goal(rep, workload, reference, target="vaultfs"):
+    found = [g for g in rep["goals"] if g["workload"] == workload
+             and g["reference"] == reference and g["target"] == target]
+    assert len(found) == 1, (workload, reference, target, rep["goals"])
     return found[0]
 
 
@@ -77,20 +88,20 @@ class Goals(unittest.TestCase):
 
     def test_met_goal_uses_the_median_of_same_run_ratios(self):
         g = goal(self.rep, "seq_write", "gocryptfs")
-        self.assertAlmostEqual(g["vaultfs"], 2.4)
+        self.assertAlmostEqual(g["value"], 2.4)
         self.assertTrue(g["met"])
         self.assertAlmostEqual(g["passthrough"], 1.5)   # 1.5, 3.0, 0.75
         self.assertAlmostEqual(g["raw"], 4.0)           # 4, 8, 2
 
     def test_passthrough_goal_has_no_passthrough_ceiling(self):
         g = goal(self.rep, "seq_write", "passthrough")
-        self.assertAlmostEqual(g["vaultfs"], 4 / 3)     # 2.0, 0.8, 1.33
+        self.assertAlmostEqual(g["value"], 4 / 3)       # 2.0, 0.8, 1.33
         self.assertTrue(g["met"])
         self.assertIsNone(g["passthrough"])
 
     def test_times_compare_as_speeds(self):
         g = goal(self.rep, "tree_untar", "securefs")
-        self.assertAlmostEqual(g["vaultfs"], 1.25)
+        self.assertAlmostEqual(g["value"], 1.25)
         self.assertFalse(g["met"])
         self.assertAlmostEqual(g["passthrough"], 1.6)
 
@@ -100,20 +111,59 @@ class Goals(unittest.TestCase):
         self.assertIn("NO", rows["rand_read >= 1.2x securefs"])
         self.assertIn("passthrough < goal", rows["seq_write >= 2.0x gocryptfs"])
         self.assertNotIn("< goal", rows["tree_untar >= 1.5x securefs"])
-        self.assertIn("| rand_read >= 1.2x securefs | 1.10 | NO |", self.md)
+        self.assertIn("| rand_read >= 1.2x securefs | vaultfs | 1.10 | NO |", self.md)
 
     def test_failed_workload_is_neither_met_nor_missed(self):
         g = goal(self.rep, "seq_read", "securefs")
-        self.assertIsNone(g["vaultfs"])
+        self.assertIsNone(g["value"])
         self.assertIsNone(g["met"])
 
     def test_goals_of_workloads_not_run_are_left_out(self):
         self.assertEqual([g for g in self.rep["goals"] if g["workload"] == "ckpt_write"], [])
 
+    def test_agent_goal_at_the_minimum_is_met(self):
+        g = goal(self.rep, "seq_write", "vaultfs", "vaultfs-agent")
+        self.assertAlmostEqual(g["value"], 0.9)         # 0.9, 1.0, 0.75
+        self.assertEqual(g["minimum"], 0.9)
+        self.assertTrue(g["met"])
+
+    def test_agent_goal_missed_and_met(self):
+        g = goal(self.rep, "tree_untar", "vaultfs", "vaultfs-agent")
+        self.assertAlmostEqual(g["value"], 0.8)         # times compare as speeds
+        self.assertFalse(g["met"])
+        g = goal(self.rep, "rand_read", "vaultfs", "vaultfs-agent")
+        self.assertAlmostEqual(g["value"], 100 / 110)
+        self.assertTrue(g["met"])
+
+    def test_agent_goal_without_a_ratio_is_neither_met_nor_missed(self):
+        for workload in ("seq_read", "tree_ls"):    # vaultfs failed; vaultfs-agent failed
+            g = goal(self.rep, workload, "vaultfs", "vaultfs-agent")
+            self.assertIsNone(g["value"])
+            self.assertIsNone(g["met"])
+
+    def test_agent_goals_one_per_workload_run(self):
+        agent = [g["workload"] for g in self.rep["goals"] if g["target"] == "vaultfs-agent"]
+        self.assertEqual(agent, ["seq_write", "seq_read", "rand_read", "tree_untar", "tree_ls"])
+
+    def test_agent_goals_in_the_table(self):
+        rows = {l.split("  ")[0]: l for l in self.text.splitlines() if " >= " in l}
+        self.assertIn("vaultfs-agent", rows["tree_untar >= 0.9x vaultfs"])
+        self.assertIn("0.80", rows["tree_untar >= 0.9x vaultfs"])
+        self.assertIn("NO", rows["tree_untar >= 0.9x vaultfs"])
+        self.assertNotIn("< goal", rows["tree_untar >= 0.9x vaultfs"])
+        self.assertIn("| seq_write >= 0.9x vaultfs | vaultfs-agent | 0.90 | yes |", self.md)
+
+    def test_agent_ratio_and_resources_are_reported(self):
+        w = [w for w in self.rep["workloads"] if w["name"] == "rand_read"][0]
+        self.assertAlmostEqual(w["targets"]["vaultfs-agent"]["ratio_vaultfs"], 100 / 110)
+        self.assertAlmostEqual(w["targets"]["vaultfs-agent"]["ratio_passthrough"], 1.0)
+        self.assertAlmostEqual(self.rep["resources"]["vaultfs-agent"]["peak_rss_mib"], 30.0)
+        self.assertIn("vaultfs-agent (mounted by a user through the key agent)", self.text)
+
     def test_peak_rss_goal(self):
         rss = [g for g in self.rep["goals"] if g["workload"].startswith("peak RSS")]
         self.assertEqual(len(rss), 1)
-        self.assertAlmostEqual(rss[0]["vaultfs"], 30.0)
+        self.assertAlmostEqual(rss[0]["value"], 30.0)
         self.assertTrue(rss[0]["met"])
         big, _, _ = run_report(hwm_kib=150 * 1024)
         self.assertFalse([g for g in big["goals"] if g["workload"].startswith("peak RSS")][0]["met"])
