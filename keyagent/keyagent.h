@@ -154,10 +154,10 @@ void server_answer(struct keyagent *agent, struct client *client,
  * The request's answer is deferred until the daemon has mounted or failed.
  */
 /* Start `vaultfs -f -o dataset=D,agent=SOCKET,lease=ID,mount_uid=U,mount_gid=G[,ro]
- * MOUNTPOINT` for lease (in the table; its pid is set to the daemon's); client is
+ * [,allow_other] MOUNTPOINT` for lease (in the table; its pid is set to the daemon's); client is
  * answered with request_id later. -errno when nothing could be started. */
 int mounts_start(struct keyagent *agent, struct client *client, uint32_t request_id,
-		 const struct lease *lease, const char *mountpoint, bool read_only)
+		 const struct lease *lease, const char *mountpoint, bool read_only, bool shared)
 	__attribute__((warn_unused_result));
 /* The stderr pipes of daemons still starting, for poll; how many were put in fds. */
 size_t mounts_poll_fds(struct keyagent *agent, struct pollfd *fds, size_t max);

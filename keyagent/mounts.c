@@ -77,7 +77,7 @@ static void exec_daemon(const char *exe, char *const argv[], int output_fd)
 }
 
 int mounts_start(struct keyagent *agent, struct client *client, uint32_t request_id,
-		 const struct lease *lease, const char *mountpoint, bool read_only)
+		 const struct lease *lease, const char *mountpoint, bool read_only, bool shared)
 {
 	const char *exe = agent->config.vaultfs_path ? agent->config.vaultfs_path
 						     : default_vaultfs();
@@ -88,9 +88,10 @@ int mounts_start(struct keyagent *agent, struct client *client, uint32_t request
 	job = calloc(1, sizeof(*job));
 	if (!job)
 		return -ENOMEM;
-	if (asprintf(&options, "dataset=%s,agent=%s,lease=%llu,mount_uid=%u,mount_gid=%u%s",
+	if (asprintf(&options, "dataset=%s,agent=%s,lease=%llu,mount_uid=%u,mount_gid=%u%s%s",
 		     lease->dataset, agent->config.socket_path, (unsigned long long)lease->id,
-		     (unsigned)lease->uid, (unsigned)lease->gid, read_only ? ",ro" : "") < 0) {
+		     (unsigned)lease->uid, (unsigned)lease->gid, read_only ? ",ro" : "",
+		     shared ? ",allow_other" : "") < 0) {
 		options = NULL;
 		err = -ENOMEM;
 		goto out_free;

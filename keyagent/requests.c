@@ -77,6 +77,7 @@ static const char *privilege_name(unsigned priv)
 	case POLICY_PRIV_REVOKE: return "revoke";
 	case POLICY_PRIV_RELOAD: return "reload";
 	case POLICY_PRIV_KEK: return "kek";
+	case POLICY_PRIV_SHARE: return "share";
 	default: return "?";
 	}
 }
@@ -646,6 +647,12 @@ static int do_mount(struct request *r)
 	if (rekey_offline_busy(agent, name))
 		return fail(r, -EBUSY, "dataset '%s' is being rekeyed offline: retry when "
 			    "'vaultctl rekey %s' finishes", name, name);
+	/* A mount others may enter too is the policy's call. */
+	if (r->in->text[0] && strcmp(r->in->text, MOUNT_SHARED) != 0)
+		return fail(r, -EINVAL, "unknown mount option '%s'", r->in->text);
+	bool shared = r->in->text[0] != '\0';
+	if (shared && (err = need_privilege(r, name, POLICY_PRIV_SHARE)))
+		return err;
 	if (mounts_dataset_busy(agent, name))
 		return fail(r, -EBUSY, "dataset '%s' is mounted on this host already: a dataset "
 			    "has one mount at a time (ask for a shared mount)", name);
@@ -659,7 +666,7 @@ static int do_mount(struct request *r)
 	lease->started = true;
 	leases_set_mountpoint(lease, r->in->path);
 	err = mounts_start(agent, r->client, r->in->id, lease, r->in->path,
-			   r->in->mode == POLICY_RO);
+			   r->in->mode == POLICY_RO, shared);
 	if (err) {
 		leases_remove(&agent->leases, lease);
 		return fail(r, err, "cannot start the vaultfs daemon: %s", strerror(-err));

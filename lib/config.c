@@ -69,6 +69,7 @@ static const struct {
 	{ "revoke", POLICY_PRIV_REVOKE },
 	{ "reload", POLICY_PRIV_RELOAD },
 	{ "kek", POLICY_PRIV_KEK },
+	{ "share", POLICY_PRIV_SHARE },
 };
 
 #define PRIVILEGE_COUNT (sizeof(privileges) / sizeof(privileges[0]))

@@ -736,7 +736,7 @@ int policy_role_add_admin(struct policy_role *role, const char *dataset, unsigne
 {
 	const unsigned all = POLICY_PRIV_CREATE | POLICY_PRIV_ROTATE | POLICY_PRIV_RETIRE |
 			     POLICY_PRIV_SHRED | POLICY_PRIV_REVOKE | POLICY_PRIV_RELOAD |
-			     POLICY_PRIV_KEK;
+			     POLICY_PRIV_KEK | POLICY_PRIV_SHARE;
 	bool global = strcmp(dataset, "*") == 0;
 	struct admin_entry *admin;
 	int status;
@@ -748,7 +748,7 @@ int policy_role_add_admin(struct policy_role *role, const char *dataset, unsigne
 	}
 	if (privs == 0 || (privs & ~all) != 0)
 		return fail(err, line, "no such admin privilege: use create, rotate, retire, "
-			    "shred, revoke, reload or kek");
+			    "shred, revoke, reload, kek or share");
 	if (!global && (privs & (POLICY_PRIV_RELOAD | POLICY_PRIV_KEK)) != 0)
 		return fail(err, line, "the privileges reload and kek concern the whole agent, "
 			    "not dataset '%s': write them as 'admin = * %s'", dataset,

@@ -42,6 +42,8 @@ enum policy_mode {
 #define POLICY_PRIV_REVOKE 0x10   /* lease revoke */
 #define POLICY_PRIV_RELOAD 0x20   /* policy reload (dataset must be '*') */
 #define POLICY_PRIV_KEK    0x40   /* kek rotate (dataset must be '*') */
+#define POLICY_PRIV_SHARE  0x80   /* a user's mount shared with the users the policy lets
+				     in (allow_other); not a key-admin privilege */
 /* Key-admin privileges: whoever holds one on a dataset may hold no data grant on it. */
 #define POLICY_KEY_PRIVS (POLICY_PRIV_ROTATE | POLICY_PRIV_RETIRE | POLICY_PRIV_SHRED | \
 			  POLICY_PRIV_KEK)

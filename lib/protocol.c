@@ -166,7 +166,7 @@ static const struct field_spec field_specs[] = {
 	{ TAG_ERROR, 4, 4, T_ERROR, T_ERROR, false, 1 },
 	{ TAG_NAME, 1, POLICY_NAME_MAX, NAME_TYPES | T_REVOKE | T_RENEW | T_LEASE_LIST, NAME_TYPES,
 	  false, 1 },
-	{ TAG_TEXT, 1, PROTOCOL_TEXT_MAX, T_OK | T_ERROR | T_LEASE, 0, false, 1 },
+	{ TAG_TEXT, 1, PROTOCOL_TEXT_MAX, T_OK | T_ERROR | T_LEASE | T_MOUNT, 0, false, 1 },
 	{ TAG_PATH, 1, PROTOCOL_PATH_MAX, T_OK | T_MOUNT | T_UNMOUNT | T_RENEW,
 	  T_MOUNT | T_UNMOUNT, false, 1 },
 	{ TAG_LEASE_ID, 8, 8, T_OK | T_LEASE | T_RENEW | T_RELEASE | T_REVOKE, T_RENEW | T_RELEASE,

@@ -38,6 +38,7 @@
 #define PROTOCOL_GRANTS_MAX 256
 #define PROTOCOL_RULES_MAX 64      /* per grant */
 #define PROTOCOL_LEASES_MAX 256    /* leases in one listing */
+#define MOUNT_SHARED "shared"      /* MOUNT's text: allow_other */
 
 /* Types are wire format: never renumber. Each request is answered by PROTOCOL_OK
  * (with the fields its description names) or PROTOCOL_ERROR (error, text). */
@@ -63,8 +64,10 @@ enum protocol_type {
 	PROTOCOL_RELEASE = 32,         /* lease_id -> (nothing): unmounted */
 	PROTOCOL_REVOKE = 33,          /* name (all leases of a dataset) or lease_id */
 	PROTOCOL_MOUNT = 34,           /* name, path: mountpoint [, mode: RO for a read-only
-					  mount] -> text: the agent starts vaultfs for the
-					  caller and answers once it is mounted (or failed) */
+					  mount] [, text: MOUNT_SHARED for a mount others may
+					  enter, with the 'share' privilege] -> text: the agent
+					  starts vaultfs for the caller and answers once it is
+					  mounted (or failed) */
 	PROTOCOL_UNMOUNT = 35,         /* path: mountpoint of a mount the agent made for the
 					  caller (root: for anyone) */
 	PROTOCOL_LEASE_LIST = 36,      /* [name: one dataset] -> leases the caller may see:

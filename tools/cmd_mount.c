@@ -31,8 +31,9 @@ static const char help[] =
 	"leases the dataset's keys and names its vault directory. The mount loses its keys\n"
 	"when the lease is revoked or cannot be renewed. Unmount with 'vaultctl umount'.\n\n"
 	"A user's mount is made by the key agent, on a directory the user owns, and only\n"
-	"that user may enter it; the only option is ro. Root runs vaultfs itself and may\n"
-	"pass any vaultfs option (allow_other for a shared mount, max_threads=N, ...).\n\n"
+	"that user may enter it; its options are ro and allow_other (a mount every user\n"
+	"the policy lets in may enter: needs the 'share' privilege on the dataset). Root\n"
+	"runs vaultfs itself and may pass any vaultfs option (max_threads=N, ...).\n\n"
 	"  -o OPTIONS   mount options, comma-separated; repeatable\n"
 	"  -h, --help   show this text\n\n"
 	"The agent's socket (global option --agent) is passed on as -o agent=SOCKET.\n";
@@ -91,11 +92,10 @@ static int mount_through_agent(const char *name, const char *mountpoint, const c
 		if (strcmp(option, "ro") == 0)
 			request.mode = POLICY_RO;
 		else if (strcmp(option, "allow_other") == 0)
-			status = vaultctl_error("a mount shared with other users is made by root: "
-						"ask an administrator");
+			snprintf(request.text, sizeof(request.text), "%s", MOUNT_SHARED);
 		else
 			status = vaultctl_error("option '%s' is for root's mounts: a user's mount "
-						"takes only 'ro'", option);
+						"takes only 'ro' and 'allow_other'", option);
 	}
 	if (status)
 		goto out_free;

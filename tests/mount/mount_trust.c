@@ -416,14 +416,18 @@ START_TEST(test_mount_refusals)
 	ck_assert_int_ne(run_as_user(WRITER_UID, direct), 0);
 	ck_assert(!agent_is_mount(roots));
 
-	/* A user's mount takes no option but ro. */
+	/* A mount others may enter needs the 'share' privilege; other options are root's. */
 	user_dir(mnt, "alice-mnt", WRITER_UID);
 	const char *shared[] = { fixture_binary("VAULTCTL"), "mount", "-o", "allow_other",
 				 DATASET, mnt, NULL };
 	ck_assert_int_eq(run_as_user(WRITER_UID, shared), 1);
 	text = last_output();
-	ck_assert_msg(strstr(text, "made by root") != NULL, "%s", text);
+	ck_assert_msg(strstr(text, "'share'") != NULL, "%s", text);
 	free(text);
+	ck_assert(!agent_is_mount(mnt));
+	const char *threads[] = { fixture_binary("VAULTCTL"), "mount", "-o", "max_threads=4",
+				  DATASET, mnt, NULL };
+	ck_assert_int_eq(run_as_user(WRITER_UID, threads), 1);
 	ck_assert(!agent_is_mount(mnt));
 
 	/* The user cannot run the daemon with the agent's options to claim a lease. */
@@ -579,6 +583,67 @@ START_TEST(test_lease_list_and_revoke_by_id)
 }
 END_TEST
 
+/* Through a shared mount: the reader reads, cannot write; nobody gets nothing. */
+static int shared_reader(void *arg)
+{
+	char path[PATH_MAX], buf[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/buffered.txt", mnt_of(arg));
+	fd = open(path, O_RDONLY);
+	CHILD_OK(fd);
+	CHILD_OK(read(fd, buf, sizeof(buf)));
+	close(fd);
+	errno = 0;
+	if (open(path, O_WRONLY) != -1 || errno != EACCES) {
+		fprintf(stderr, "uid %u: open for writing: %s\n", (unsigned)getuid(), strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+static int shared_outsider(void *arg)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/buffered.txt", mnt_of(arg));
+	errno = 0;
+	if (open(path, O_RDONLY) != -1 || errno != EACCES) {
+		fprintf(stderr, "uid %u: open: want EACCES, got %s\n", (unsigned)getuid(),
+			strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+START_TEST(test_shared_mount_with_share_privilege)
+{
+	char roles[2048], mnt[PATH_MAX], text[PROTOCOL_TEXT_MAX + 1];
+
+	begin();
+	/* The writers may share their mount with whoever the policy lets in. */
+	snprintf(roles, sizeof(roles), "%s\n[role sharers]\nusers = %d\nadmin = %s share\n",
+		 least_privilege_roles, WRITER_UID, DATASET);
+	agent_fixture_set_roles(&ax, roles);
+	ck_assert_int_eq(agent_fixture_reload(&ax, text), 0);
+	user_dir(mnt, "team-mnt", WRITER_UID);
+	ck_assert_int_eq(chmod(mnt, 0755), 0);
+	const char *shared[] = { fixture_binary("VAULTCTL"), "mount", "-o", "allow_other",
+				 DATASET, mnt, NULL };
+	ck_assert_int_eq(run_as_user(WRITER_UID, shared), 0);
+	ck_assert(agent_is_mount(mnt));
+	ck_assert_int_eq(agent_run_as(WRITER_UID, WRITER_UID, (gid_t[]){ WRITER_UID }, 1,
+				      write_everything, mnt), 0);
+	/* Every access is still the policy's: ro reads, no role nothing, root nothing. */
+	ck_assert_int_eq(agent_run_as(READER_UID, READER_UID, (gid_t[]){ READER_UID }, 1,
+				      shared_reader, mnt), 0);
+	ck_assert_int_eq(agent_run_as(NOBODY_UID, NOBODY_UID, (gid_t[]){ NOBODY_UID }, 1,
+				      shared_outsider, mnt), 0);
+	ck_assert_int_eq(shared_outsider(mnt), 0);
+	umount_as(WRITER_UID, mnt);
+}
+END_TEST
+
 static Suite *trust_suite(void)
 {
 	Suite *s = suite_create("trust");
@@ -590,6 +655,7 @@ static Suite *trust_suite(void)
 	tcase_add_test(tc, test_reader_refused_at_open_others_kept_out);
 	tcase_add_test(tc, test_mount_refusals);
 	tcase_add_test(tc, test_lease_list_and_revoke_by_id);
+	tcase_add_test(tc, test_shared_mount_with_share_privilege);
 	tcase_add_test(tc, test_mount_survives_agent_restart);
 	tcase_add_test(tc, test_users_cannot_starve_renewals);
 	suite_add_tcase(s, tc);

@@ -259,7 +259,7 @@ START_TEST(test_build_errors)
 	expect_error(policy_role_add_host(role, "gpu/1", 14, &err), 14, "bad host pattern");
 	expect_error(policy_role_add_admin(role, "cardio", 0, 15, &err), 15,
 		     "no such admin privilege");
-	expect_error(policy_role_add_admin(role, "cardio", 0x80, 15, &err), 15,
+	expect_error(policy_role_add_admin(role, "cardio", 0x100, 15, &err), 15,
 		     "no such admin privilege");
 	expect_error(policy_role_add_admin(role, "cardio", POLICY_PRIV_RELOAD, 16, &err), 16,
 		     "admin = * reload");

@@ -180,6 +180,8 @@ static void sample_message(struct protocol_message *m, enum protocol_type type, 
 		strcpy(m->name, "cardio");
 		strcpy(m->path, full ? "/home/alice/mnt/cardio data" : "m");
 		m->mode = full ? POLICY_RO : POLICY_NONE;
+		if (full)
+			strcpy(m->text, MOUNT_SHARED);
 		break;
 	case PROTOCOL_UNMOUNT:
 		strcpy(m->path, full ? "/home/alice/mnt/cardio data" : "m");
