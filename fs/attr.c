@@ -47,6 +47,10 @@ int do_setattr(struct vfs *vfs, uint64_t ino, const struct stat *attr, int to_se
 		return err;
 	pthread_rwlock_wrlock(&node->lock);
 	node_time_now(&now);
+	/* With the writeback cache the kernel keeps a regular file's mtime and ctime: it
+	 * sends them whenever it changes them, and only those may be stored (a truncate to
+	 * the same size, for one, changes neither). */
+	bool kernel_times = vfs->kernel_times && S_ISREG(node->rec.mode);
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		if (S_ISDIR(node->rec.mode))
 			err = -EISDIR;
@@ -56,7 +60,8 @@ int do_setattr(struct vfs *vfs, uint64_t ino, const struct stat *attr, int to_se
 			err = file_truncate(vfs, node, (uint64_t)attr->st_size);
 		if (err)
 			goto out_unlock;
-		node->rec.mtime = now;
+		if (!kernel_times)
+			node->rec.mtime = now;
 	}
 	if (to_set & FUSE_SET_ATTR_MODE)
 		node->rec.mode = (node->rec.mode & S_IFMT) | (attr->st_mode & 07777);
@@ -70,7 +75,7 @@ int do_setattr(struct vfs *vfs, uint64_t ino, const struct stat *attr, int to_se
 		set_time(&node->rec.mtime, &attr->st_mtim, to_set & FUSE_SET_ATTR_MTIME_NOW, &now);
 	if (to_set & FUSE_SET_ATTR_CTIME)
 		node->rec.ctime = attr->st_ctim;
-	else
+	else if (!kernel_times)
 		node->rec.ctime = now;
 	/* A size change is stored at once (the object changed with it); other attributes
 	 * are stored with the next flush, close, fsync or periodic flush, like ext4's

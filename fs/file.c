@@ -128,6 +128,20 @@ static void detach(struct vnode *node)
 	node->key = NULL;
 }
 
+/*
+ * The file's contents changed: mtime and ctime move to now - unless the kernel keeps them
+ * (writeback cache). It then sends its own times in a SETATTR, which may well come before
+ * a WRITE it sent earlier is done here: a time of the daemon's would land after the
+ * kernel's and come back, later than what stat showed, at the next mount.
+ */
+static void mark_modified(const struct vfs *vfs, struct vnode *node)
+{
+	if (vfs->kernel_times)
+		return;
+	node_time_now(&node->rec.mtime);
+	node->rec.ctime = node->rec.mtime;
+}
+
 /* Blocks sealed or opened by one crew slice. */
 struct block_work {
 	const struct object_key *key;
@@ -620,8 +634,7 @@ int do_write(struct vfs *vfs, struct vnode *node, const uint8_t *in, size_t size
 			goto out_failed;
 	}
 	err = bound_holes(vfs, node);
-	node_time_now(&node->rec.mtime);
-	node->rec.ctime = node->rec.mtime;
+	mark_modified(vfs, node);
 	node->dirty = true;
 	goto out_unlock;
 
@@ -695,6 +708,173 @@ int file_truncate(struct vfs *vfs, struct vnode *node, uint64_t size)
 	return err;
 }
 
+/*
+ * Reserve backing space for blocks [first, end) of the object, where the backing file
+ * system can, with fallocate(2) on the object: it grows over the range (within the
+ * recorded object_max_len, rule 3) while the blocks stay holes in the record, so what it
+ * holds there is never read. Elsewhere the allocation stays logical (vaultfs(8)).
+ */
+static int reserve_blocks(struct vfs *vfs, struct vnode *node, uint64_t first, uint64_t end)
+{
+	off_t from = object_block_offset(vfs->cipher, first);
+	off_t to = object_block_offset(vfs->cipher, end);
+	int err = reserve_object_length(vfs, node, (uint64_t)to);
+
+	if (err)
+		return err;
+	if (fallocate(node->object_fd, 0, from, to - from) == 0)
+		return 0;
+	return errno == EOPNOTSUPP ? 0 : -errno;
+}
+
+/*
+ * Blocks [first, end) became holes in the stored record: drop their old ciphertext from
+ * the object, freeing the space (punch) or keeping it reserved (zero). Only a tidy-up -
+ * the record alone makes them read as zeros - so a backing file system that cannot do it
+ * leaves the old bytes, unread, until the blocks are written again.
+ */
+static void wipe_blocks(struct vfs *vfs, struct vnode *node, uint64_t first, uint64_t end,
+			bool keep_reserved)
+{
+	off_t from = object_block_offset(vfs->cipher, first);
+	off_t len = object_block_offset(vfs->cipher, end) - from;
+
+	if (keep_reserved &&
+	    fallocate(node->object_fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, from, len) == 0)
+		return;
+	if (fallocate(node->object_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, from, len) != 0)
+		return;
+	if (keep_reserved)
+		(void)fallocate(node->object_fd, FALLOC_FL_KEEP_SIZE, from, len);
+}
+
+/* Zero bytes [from, to) of block index, a block inside the file (write lock held). */
+static int zero_in_block(struct vfs *vfs, struct vnode *node, uint64_t index, size_t from,
+			 size_t to)
+{
+	uint8_t *plain = scratch_get(SCRATCH_BLOCK, CHUNK_BLOCKS * OBJECT_BLOCK_SIZE);
+	int err;
+
+	if (extent_is_hole(&node->rec, index))
+		return 0;
+	if (!plain)
+		return -ENOMEM;
+	err = read_blocks(vfs, node, index, 1, plain);
+	if (err)
+		return err;
+	memset(plain + from, 0, to - from);
+	return write_blocks(vfs, node, index, 1, plain);
+}
+
+/*
+ * Make bytes [start, end) of the file, clipped to its size, read as zeros (write lock
+ * held): the blocks the range covers whole - the last block of the file too, when the
+ * range reaches the end - become holes in the record, never zeroed ciphertext (integrity
+ * contract item 5); the parts of blocks at its edges are written again with zeros. The
+ * whole blocks are returned in [*hole_first, *hole_end) (empty when none).
+ */
+static int zero_range(struct vfs *vfs, struct vnode *node, uint64_t start, uint64_t end,
+		      uint64_t *hole_first, uint64_t *hole_end)
+{
+	uint64_t size = node->rec.size;
+	int err = 0;
+
+	*hole_first = *hole_end = 0;
+	if (end > size)
+		end = size;
+	if (start >= end)
+		return 0;
+	uint64_t head = start / OBJECT_BLOCK_SIZE, tail = end / OBJECT_BLOCK_SIZE;
+	uint64_t first = (start + OBJECT_BLOCK_SIZE - 1) / OBJECT_BLOCK_SIZE;
+	uint64_t last_end = end == size ? object_block_count(size) : tail;
+
+	if (start % OBJECT_BLOCK_SIZE) {
+		size_t to = head == tail ? (size_t)(end % OBJECT_BLOCK_SIZE) : OBJECT_BLOCK_SIZE;
+		err = zero_in_block(vfs, node, head, (size_t)(start % OBJECT_BLOCK_SIZE), to);
+	}
+	if (!err && end % OBJECT_BLOCK_SIZE && end < size &&
+	    (tail != head || start % OBJECT_BLOCK_SIZE == 0))
+		err = zero_in_block(vfs, node, tail, 0, (size_t)(end % OBJECT_BLOCK_SIZE));
+	if (err || first >= last_end)
+		return err;
+	err = extent_add(&node->rec, first, last_end);
+	if (err)
+		return err;
+	node->changes++;
+	node->dirty = true;
+	*hole_first = first;
+	*hole_end = last_end;
+	return 0;
+}
+
+int do_fallocate(struct vfs *vfs, struct vnode *node, int mode, off_t offset, off_t length)
+{
+	const int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+	bool punch = mode & FALLOC_FL_PUNCH_HOLE, zero = mode & FALLOC_FL_ZERO_RANGE;
+	bool keep_size = mode & FALLOC_FL_KEEP_SIZE;
+	uint64_t start = (uint64_t)offset, end = start + (uint64_t)length;
+	uint64_t hole_first = 0, hole_end = 0;
+	int err;
+
+	if ((mode & ~known) || (punch && (zero || !keep_size)))
+		return -EOPNOTSUPP;
+	if (offset < 0 || length <= 0)
+		return -EINVAL;
+	if (end > FILE_SIZE_MAX || end < start)
+		return -EFBIG;
+	pthread_rwlock_wrlock(&node->lock);
+	if (!S_ISREG(node->rec.mode)) {
+		err = -ENODEV;
+		goto out_unlock;
+	}
+	if (node->object_error || node->object_fd < 0) {
+		err = node->object_error ? node->object_error : -EBADF;
+		goto out_unlock;
+	}
+	/* Space first: a refusal (ENOSPC) changes nothing. A punched range gets none. */
+	if (!punch) {
+		err = reserve_blocks(vfs, node, start / OBJECT_BLOCK_SIZE,
+				     (end - 1) / OBJECT_BLOCK_SIZE + 1);
+		if (err)
+			goto out_unlock;
+	}
+	if (punch || zero) {
+		err = zero_range(vfs, node, start, end, &hole_first, &hole_end);
+		if (err)
+			goto out_unlock;
+	}
+	if (!keep_size && end > node->rec.size) {
+		/* The new blocks are holes: they read as zeros and need no write. */
+		err = extend_record(vfs, node, end);
+		if (err)
+			goto out_unlock;
+	}
+	err = bound_holes(vfs, node);
+	if (err)
+		goto out_unlock;
+	mark_modified(vfs, node);
+	node->dirty = true;
+	err = node_save(vfs, node);
+	if (err || hole_first == hole_end)
+		goto out_unlock;
+	/* The record naming the new holes is durable before their ciphertext goes: else a
+	 * power loss could leave a record that still reads blocks the object no longer
+	 * holds (EIO). Blocks bound_holes wrote again are data now and stay. */
+	err = store_sync(vfs->vault->store);
+	if (err)
+		goto out_unlock;
+	for (uint64_t index = extent_next_hole(&node->rec, hole_first, hole_end);
+	     index < hole_end;) {
+		uint64_t run_end = extent_next_data(&node->rec, index, hole_end);
+		wipe_blocks(vfs, node, index, run_end, zero);
+		index = extent_next_hole(&node->rec, run_end, hole_end);
+	}
+
+out_unlock:
+	pthread_rwlock_unlock(&node->lock);
+	return err;
+}
+
 int do_open(struct vfs *vfs, struct vnode *node, int flags)
 {
 	int err = 0;
@@ -715,8 +895,7 @@ int do_open(struct vfs *vfs, struct vnode *node, int flags)
 	if ((flags & O_TRUNC) && S_ISREG(node->rec.mode) && node->rec.size > 0) {
 		err = node->object_error ? node->object_error : resize(vfs, node, 0);
 		if (!err) {
-			node_time_now(&node->rec.mtime);
-			node->rec.ctime = node->rec.mtime;
+			mark_modified(vfs, node);
 			err = node_save(vfs, node);
 		}
 		if (err) {

@@ -45,11 +45,13 @@ struct options {
 	int debug;
 	int help;
 	int version;
+	const char *unsafe_flag;  /* "dev" or "suid" when given: refused */
 	char *vault_dir;
 	char *mountpoint;
 };
 
-enum { KEY_FOREGROUND, KEY_DEBUG, KEY_HELP, KEY_VERSION, KEY_RO, KEY_ALLOW_OTHER };
+enum { KEY_FOREGROUND, KEY_DEBUG, KEY_HELP, KEY_VERSION, KEY_RO, KEY_ALLOW_OTHER, KEY_DEV,
+       KEY_SUID };
 
 #define OPTION(template, field) { template, offsetof(struct options, field), 1 }
 static const struct fuse_opt option_spec[] = {
@@ -65,6 +67,8 @@ static const struct fuse_opt option_spec[] = {
 	OPTION("ephemeral", ephemeral),
 	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
+	FUSE_OPT_KEY("dev", KEY_DEV),
+	FUSE_OPT_KEY("suid", KEY_SUID),
 	FUSE_OPT_KEY("-f", KEY_FOREGROUND),
 	FUSE_OPT_KEY("-d", KEY_DEBUG),
 	FUSE_OPT_KEY("debug", KEY_DEBUG),
@@ -93,7 +97,8 @@ static const char usage_text[] =
 	"  -o budget_limit=N   lower the per-file-key encryption limit (testing)\n"
 	"  -o mount_uid=N,mount_gid=N  (root only) mount for that user: only they may enter\n"
 	"  -o lease=ID         (set by the key agent) claim the lease it made for this daemon\n"
-	"default_permissions is always on. Unmount with 'fusermount3 -u MOUNTPOINT'.\n";
+	"default_permissions, nodev and nosuid are always on ('dev' and 'suid' are refused).\n"
+	"Unmount with 'fusermount3 -u MOUNTPOINT'.\n";
 
 static int option_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
@@ -118,6 +123,11 @@ static int option_proc(void *data, const char *arg, int key, struct fuse_args *o
 	case KEY_ALLOW_OTHER:
 		opts->allow_other = 1;
 		return 1;
+	case KEY_DEV:
+	case KEY_SUID:
+		/* libfuse would clear MS_NODEV or MS_NOSUID for them; never passed on. */
+		opts->unsafe_flag = key == KEY_DEV ? "dev" : "suid";
+		return 0;
 	case KEY_FOREGROUND:
 		opts->foreground = 1;
 		return 0;
@@ -591,6 +601,14 @@ int main(int argc, char *argv[])
 		status = 0;
 		goto out_free;
 	}
+	/* Device nodes and set-user-ID files in a vault are stored, never honoured: whoever
+	 * can write the vault (any rw grant) must not get a device or a privilege from it. */
+	if (opts.unsafe_flag) {
+		fail("drop it: device nodes and set-user-ID files in a vault are stored but never "
+		     "honoured", "option '%s' is refused: a vault is always mounted nodev,nosuid",
+		     opts.unsafe_flag);
+		goto out_free;
+	}
 	/* Absolute paths: daemonizing moves to '/', and the unmount at exit needs the path. */
 	if (absolute(&opts.mountpoint) || absolute(&opts.vault_dir)) {
 		fail(NULL, "out of memory");
@@ -639,8 +657,10 @@ int main(int argc, char *argv[])
 			log_warn("could not reclaim all orphaned inodes: %s", strerror(-err));
 	}
 	/* default_permissions is mandatory: with allow_other the kernel must check modes for
-	 * every caller. Our fsname and subtype go first so the user's -o may override them. */
-	if (fuse_opt_add_arg(&args, "-odefault_permissions") != 0 ||
+	 * every caller. nodev and nosuid go last, after anything the user gave (libfuse's
+	 * default; mount_for_user sets them itself). Our fsname and subtype go first so the
+	 * user's -o may override them. */
+	if (fuse_opt_add_arg(&args, "-odefault_permissions,nodev,nosuid") != 0 ||
 	    fuse_opt_insert_arg(&args, 1, "-osubtype=vaultfs,fsname=vaultfs") != 0)
 		goto out_vfs;
 	status = serve(&vfs, &args, &opts, lease);

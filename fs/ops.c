@@ -93,6 +93,7 @@ static void vfs_op_init(void *userdata, struct fuse_conn_info *conn)
 
 	if (conn->capable & FUSE_CAP_WRITEBACK_CACHE)
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	vfs->kernel_times = (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_ASYNC_READ)
@@ -103,7 +104,6 @@ static void vfs_op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_readahead = VFS_MAX_REQUEST;
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
-	(void)vfs;
 }
 
 static void vfs_op_destroy(void *userdata)
@@ -391,6 +391,19 @@ static void vfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t
 		fuse_reply_write(req, size);
 }
 
+static void vfs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+			     off_t length, struct fuse_file_info *fi)
+{
+	struct vfs *vfs = vfs_of(req);
+	int err = gate_enter_handle(vfs, GATE_WRITE, handle_of(fi));
+
+	if (!err)
+		err = vfs->read_only ? -EROFS
+				     : do_fallocate(vfs, handle_of(fi)->node, mode, offset, length);
+	gate_leave(vfs, req, GATE_WRITE, ino, err);
+	reply_err(req, err);
+}
+
 /* With the writeback cache the kernel keeps its own size and times but not st_blocks:
  * once written blocks are on their way, have it fetch the attributes again. Only the
  * attributes (offset < 0), so no page lock is taken and this is safe inside a request. */
@@ -609,6 +622,7 @@ const struct fuse_lowlevel_ops vaultfs_ops = {
 	.create = vfs_op_create,
 	.read = vfs_op_read,
 	.write = vfs_op_write,
+	.fallocate = vfs_op_fallocate,
 	.flush = vfs_op_flush,
 	.release = vfs_op_release,
 	.fsync = vfs_op_fsync,

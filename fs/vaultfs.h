@@ -72,6 +72,9 @@ struct vfs {
 	bool read_only;
 	uint64_t budget_limit;         /* OBJECT_MAX_ENCRYPTIONS */
 	double entry_timeout;
+	/* Writeback cache: the kernel keeps regular files' mtime and ctime and sends each
+	 * change of them in a SETATTR, so the daemon never sets them itself (set at INIT). */
+	bool kernel_times;
 	struct fuse_session *session;
 
 	pthread_rwlock_t paths_lock;
@@ -176,6 +179,13 @@ int file_rekey(struct vfs *vfs, struct vnode *node, uint32_t version,
 	       uint8_t old_id[OBJECT_ID_LEN]);
 /* Change the size (write lock held). */
 int file_truncate(struct vfs *vfs, struct vnode *node, uint64_t size);
+/* fallocate(2) modes 0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+ * and FALLOC_FL_ZERO_RANGE [| FALLOC_FL_KEEP_SIZE] on an open file (no lock held): the
+ * range reads as zeros through holes in the record, its backing space reserved where the
+ * backing file system can. Returns 0, -EOPNOTSUPP (other modes), -EINVAL, -EFBIG,
+ * -ENODEV (not a regular file), -ENOSPC (the backing store cannot reserve the space),
+ * -EIO. */
+int do_fallocate(struct vfs *vfs, struct vnode *node, int mode, off_t offset, off_t length);
 
 /* dir.c: the namespace. */
 int do_lookup(struct vfs *vfs, uint64_t parent, const char *name, struct fuse_entry_param *e);

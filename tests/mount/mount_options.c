@@ -1,8 +1,9 @@
 /*
  * Real-mount tests of the daemon's command line: refusals (wrong key, loose key file
- * permissions, bad mountpoints, not a vault, bad options) exit 1 with a message and
- * mount nothing; ro, ephemeral, auto_unmount, fsname/max_threads, daemonizing and an
- * XChaCha20-Poly1305 vault work as documented; a root mount reads ahead 1 MiB.
+ * permissions, bad mountpoints, not a vault, bad options, dev and suid) exit 1 with a
+ * message and mount nothing; ro, ephemeral, auto_unmount, fsname/max_threads, nodev and
+ * nosuid, daemonizing and an XChaCha20-Poly1305 vault work as documented; a root mount
+ * reads ahead 1 MiB.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -311,6 +312,60 @@ START_TEST(test_fuse_options)
 }
 END_TEST
 
+/* The per-mount options of mnt in /proc/self/mountinfo (field 6), malloc'd. */
+static char *mount_options_of(const char *mnt)
+{
+	char *mountinfo = fixture_read_text("/proc/self/mountinfo", NULL);
+	ck_assert(mountinfo != NULL);
+	char *line = strstr(mountinfo, mnt);
+	ck_assert_msg(line != NULL, "%s is not in mountinfo", mnt);
+	char *options = line + strlen(mnt) + 1;
+	char *end = strchr(options, ' ');
+	ck_assert(end != NULL);
+	*end = '\0';
+	char *copy = strdup(options);
+	free(mountinfo);
+	return copy;
+}
+
+static bool has_option(const char *options, const char *name)
+{
+	size_t len = strlen(name);
+	for (const char *p = options; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+		if (strncmp(p, name, len) == 0 && (p[len] == ',' || p[len] == '\0'))
+			return true;
+	return false;
+}
+
+/* A stored device node or set-user-ID file must never act: the mount is nodev,nosuid
+ * whatever the options say, and the options that would lift either are refused, also for
+ * a mount root makes for a user (mount_uid=). */
+START_TEST(test_nodev_nosuid)
+{
+	SKIP_IF_PLAIN();
+	snprintf(fx.options, sizeof(fx.options), "nodev,nosuid,exec");
+	fixture_mount(&fx);
+	char *options = mount_options_of(fx.mnt);
+	ck_assert_msg(has_option(options, "nodev") && has_option(options, "nosuid"),
+		      "mount options: %s", options);
+	free(options);
+	fixture_unmount(&fx);
+
+	const char *lifting[] = { "dev", "suid", "rw,dev", "suid,nodev", "nosuid,suid",
+				  "mount_uid=0,mount_gid=0,dev", "mount_uid=0,mount_gid=0,suid" };
+	for (size_t i = 0; i < sizeof(lifting) / sizeof(lifting[0]); i++) {
+		const char *args[] = { "-o", keyfile_option(fx.key), "-o", lifting[i], fx.vault,
+				       fx.mnt, NULL };
+		expect_refusal("nodev,nosuid", fx.mnt, args);
+	}
+	/* as one -o with the key file, the same */
+	char joined[PATH_MAX + 32];
+	snprintf(joined, sizeof(joined), "%s,dev", keyfile_option(fx.key));
+	const char *joined_args[] = { "-o", joined, fx.vault, fx.mnt, NULL };
+	expect_refusal("'dev' is refused", fx.mnt, joined_args);
+}
+END_TEST
+
 /* Without -f the parent exits 0 only once the mount works. */
 /* A root mount reads ahead 1 MiB, not the kernel's 128 KiB FUSE default: a memory-mapped
  * file (numpy.memmap) faults in whole requests. */
@@ -371,6 +426,7 @@ static Suite *options_suite(void)
 	tcase_add_test(tcase, test_xchacha_vault);
 	tcase_add_test(tcase, test_auto_unmount);
 	tcase_add_test(tcase, test_fuse_options);
+	tcase_add_test(tcase, test_nodev_nosuid);
 	tcase_add_test(tcase, test_daemonize);
 	tcase_add_test(tcase, test_readahead);
 	suite_add_tcase(suite, tcase);
