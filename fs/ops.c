@@ -98,8 +98,15 @@ static void vfs_op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_ASYNC_READ)
 		conn->want |= FUSE_CAP_ASYNC_READ;
-	/* Only this daemon changes the backing store, so cached pages stay valid. */
-	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+	/* Only this daemon changes the backing store, so cached pages stay valid. But on a
+	 * mount several users share under a policy (attributes never cached), the kernel
+	 * then asks for the attributes, through the reader's handle, before every read
+	 * from its page cache: a user who lost access is refused there even when another
+	 * user brought the pages back (the cache is one per file). */
+	if (vfs->access && vfs->entry_timeout == 0 && (conn->capable & FUSE_CAP_AUTO_INVAL_DATA))
+		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+	else
+		conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
 	conn->max_write = VFS_MAX_REQUEST;
 	conn->max_readahead = VFS_MAX_REQUEST;
 	conn->max_background = 64;
@@ -152,9 +159,11 @@ static void vfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 {
 	struct vfs *vfs = vfs_of(req);
 	struct stat st;
-	int err = gate_enter(vfs, req, GATE_GETATTR, ino, NULL);
+	/* Through a handle: the kernel about to read or write it (see vfs_op_init), on
+	 * behalf of whoever opened it. */
+	int err = fi && fi->fh ? gate_enter_handle(vfs, GATE_READ, handle_of(fi))
+			       : gate_enter(vfs, req, GATE_GETATTR, ino, NULL);
 
-	(void)fi;
 	if (!err)
 		err = do_getattr(vfs, ino, &st);
 	gate_leave(vfs, req, GATE_GETATTR, ino, err);
@@ -171,8 +180,8 @@ static void vfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, in
 	struct stat st;
 	/* Through a handle (ftruncate, O_TRUNC, the kernel flushing cached times): decided
 	 * by who opened it, like a write. */
-	int err = fi ? gate_enter_handle(vfs, GATE_SETATTR, handle_of(fi))
-		     : gate_enter(vfs, req, GATE_SETATTR, ino, NULL);
+	int err = fi && fi->fh ? gate_enter_handle(vfs, GATE_SETATTR, handle_of(fi))
+			       : gate_enter(vfs, req, GATE_SETATTR, ino, NULL);
 
 	if (!err)
 		err = do_setattr(vfs, ino, attr, to_set, &st);

@@ -871,6 +871,8 @@ static int read_syscall_held(void)
 enum shared_step {
 	STEP_OPEN,          /* open, read everything, (the reader) map and touch every page */
 	STEP_CUT_OFF,       /* the reader: refused within the bound; the writer: reads on */
+	STEP_AFTER_OTHERS,  /* the reader, after the writer read the pages back into the
+			       page cache: its descriptor is still refused */
 };
 
 /* Check that a refusal is the one wanted, naming what was refused. */
@@ -908,6 +910,15 @@ static int shared_reader_step(int number)
 		failed |= refused_with("the shared mapping", until_refused(read_held_map, deadline),
 				       SIGBUS, started);
 		CHILD_ERRNO(open(at(SHARED_FILE), O_RDONLY | O_CLOEXEC), EACCES);
+		return failed;
+	case STEP_AFTER_OTHERS:
+		/* Every read asks the daemon on a shared mount, cached pages or not. (A mapping
+		 * is another matter: a fault on a page another user brought back is served by
+		 * the kernel alone - see vaultfs(8), CAVEATS.) */
+		failed |= refused_with("pread once the writer read the file again",
+				       pread_held(), -EACCES, started);
+		failed |= refused_with("read once the writer read the file again",
+				       read_syscall_held(), -EACCES, started);
 		return failed;
 	default:
 		return 1;
@@ -949,6 +960,8 @@ START_TEST(test_role_removal_on_shared_cached_file)
 		      "the reader kept reading what the kernel had cached");
 	ck_assert_msg(holder_run(&writer, STEP_CUT_OFF) == 0,
 		      "the writer's reads broke when only the reader lost its role");
+	ck_assert_msg(holder_run(&reader, STEP_AFTER_OTHERS) == 0,
+		      "the reader read pages the writer brought back into the cache");
 	ck_assert_int_eq(pattern_verify_file(at(SHARED_FILE), SHARED_LEN, SHARED_SEED), 0);
 	holder_stop(&reader);
 	holder_stop(&writer);
