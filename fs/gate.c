@@ -58,6 +58,23 @@ static enum need need_of(enum gate_op op)
 	}
 }
 
+const char *gate_op_name(enum gate_op op)
+{
+	static const char *const names[GATE_COUNT] = {
+		[GATE_LOOKUP] = "lookup", [GATE_GETATTR] = "getattr", [GATE_SETATTR] = "setattr",
+		[GATE_READLINK] = "readlink", [GATE_MKNOD] = "mknod", [GATE_MKDIR] = "mkdir",
+		[GATE_UNLINK] = "unlink", [GATE_RMDIR] = "rmdir", [GATE_SYMLINK] = "symlink",
+		[GATE_RENAME] = "rename", [GATE_LINK] = "link", [GATE_OPEN] = "open",
+		[GATE_READ] = "read", [GATE_WRITE] = "write", [GATE_FLUSH] = "flush",
+		[GATE_RELEASE] = "close", [GATE_FSYNC] = "fsync", [GATE_OPENDIR] = "opendir",
+		[GATE_READDIR] = "readdir", [GATE_STATFS] = "statfs", [GATE_SETXATTR] = "setxattr",
+		[GATE_GETXATTR] = "getxattr", [GATE_LISTXATTR] = "listxattr",
+		[GATE_REMOVEXATTR] = "removexattr", [GATE_CREATE] = "create",
+		[GATE_ACCESS] = "access", [GATE_OPEN_WRITE] = "open",
+	};
+	return (unsigned)op < GATE_COUNT && names[op] ? names[op] : "unknown";
+}
+
 static bool revoked(const struct vfs_access *access)
 {
 	return __atomic_load_n(&access->revoked, __ATOMIC_ACQUIRE);
@@ -128,7 +145,12 @@ int gate_enter(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino,
 	enum need need = need_of(op);
 	gid_t groups[GATE_GROUPS_MAX];
 
-	if (!access || need == NEED_NOTHING)
+	if (need == NEED_NOTHING)
+		return 0;
+	/* Nothing is done that the trail cannot record. */
+	if (trail_ok(vfs))
+		return -EIO;
+	if (!access)
 		return 0;
 	if (revoked(access))
 		return -EACCES;
@@ -184,6 +206,8 @@ int gate_enter_handle(struct vfs *vfs, enum gate_op op, const struct vfs_handle 
 	 * read-only handle is not the kernel's doing. */
 	if (need == NEED_WRITE && !handle->writable)
 		return -EBADF;
+	if (trail_ok(vfs))
+		return -EIO;
 	if (!access)
 		return 0;
 	if (revoked(access))
@@ -376,11 +400,8 @@ int gate_check_link(struct vfs *vfs, fuse_req_t req, uint64_t ino, uint64_t newp
 	return err;
 }
 
-void gate_leave(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino, int result)
+void gate_leave(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino,
+		const char *name, int result)
 {
-	(void)vfs;
-	(void)req;
-	(void)op;
-	(void)ino;
-	(void)result;
+	trail_request(vfs, req, op, ino, name, 0, NULL, result);
 }

@@ -228,6 +228,8 @@ void lease_revoke(struct vfs *vfs, struct keysource *keys, const char *why)
 	keysource_memory_revoke(keys);
 	meta_revoke_keys(vfs->vault->meta);
 	node_forget_keys(vfs);
+	trail_event(vfs, "lease-revoked", why, -EACCES);
+	trail_wipe_keys(vfs);
 	if (vfs->session)
 		invalidate_kernel_caches(vfs);
 	log_warn("lease revoked (%s): keys wiped, every access now refused", why);

@@ -36,6 +36,7 @@ struct options {
 	char *budget_limit;
 	char *max_threads;
 	char *lease;
+	char *audit;
 	char *mount_uid;
 	char *mount_gid;
 	int ephemeral;
@@ -62,6 +63,7 @@ static const struct fuse_opt option_spec[] = {
 	OPTION("budget_limit=%s", budget_limit),
 	OPTION("max_threads=%s", max_threads),
 	OPTION("lease=%s", lease),
+	OPTION("audit=%s", audit),
 	OPTION("mount_uid=%s", mount_uid),
 	OPTION("mount_gid=%s", mount_gid),
 	OPTION("ephemeral", ephemeral),
@@ -95,6 +97,7 @@ static const char usage_text[] =
 	"  -o auto_unmount     unmount when the daemon exits\n"
 	"  -o max_threads=N    request threads (default 10)\n"
 	"  -o budget_limit=N   lower the per-file-key encryption limit (testing)\n"
+	"  -o audit=DIR        keep the audit trail of every access in DIR (vaultfs-audit(5))\n"
 	"  -o mount_uid=N,mount_gid=N  (root only) mount for that user: only they may enter\n"
 	"  -o lease=ID         (set by the key agent) claim the lease it made for this daemon\n"
 	"default_permissions, nodev and nosuid are always on ('dev' and 'suid' are refused).\n"
@@ -663,13 +666,34 @@ int main(int argc, char *argv[])
 	if (fuse_opt_add_arg(&args, "-odefault_permissions,nodev,nosuid") != 0 ||
 	    fuse_opt_insert_arg(&args, 1, "-osubtype=vaultfs,fsname=vaultfs") != 0)
 		goto out_vfs;
+	if (opts.audit && absolute(&opts.audit)) {
+		fail(NULL, "out of memory");
+		goto out_vfs;
+	}
+	if (opts.audit) {
+		int err = trail_open(&vfs, opts.audit, opts.dataset);
+		if (err) {
+			fail(err == -ELOOP ? "give the directory itself" : strerror(-err),
+			     "cannot open the audit trail in '%s'", opts.audit);
+			goto out_vfs;
+		}
+		trail_event(&vfs, "mount", opts.read_only ? "ro" : "rw", 0);
+	}
 	status = serve(&vfs, &args, &opts, lease);
 	int err = node_flush_all(&vfs);
 	if (err) {
 		log_error("final metadata flush failed: %s", strerror(-err));
 		status = 1;
 	}
+	if (vfs.trail) {
+		trail_event(&vfs, "unmount", NULL, status ? -EIO : 0);
+		if (trail_close(&vfs) != 0) {
+			log_error("the audit trail could not be written to the end");
+			status = 1;
+		}
+	}
 out_vfs:
+	trail_close(&vfs);
 	vfs_release(&vfs);
 out_vault:
 	vault_close(vault);
@@ -685,6 +709,7 @@ out_free:
 	free(opts.budget_limit);
 	free(opts.max_threads);
 	free(opts.lease);
+	free(opts.audit);
 	free(opts.mount_uid);
 	free(opts.mount_gid);
 	free(opts.vault_dir);

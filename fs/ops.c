@@ -77,11 +77,13 @@ static void reply_err(fuse_req_t req, int err)
 	fuse_reply_err(req, -err);
 }
 
-/* The end of an open file: its vnode's open count and pin, then the handle. */
-static int release_handle(struct vfs *vfs, struct vfs_handle *handle)
+/* The end of an open file: its vnode's open count, its close record, its pin, then the
+ * handle. */
+static int release_handle(struct vfs *vfs, fuse_req_t req, struct vfs_handle *handle)
 {
 	int err = do_release(vfs, handle->node);
 
+	trail_handle(vfs, req, GATE_RELEASE, handle, 0, err);
 	node_put(vfs, handle->node);
 	gate_handle_free(handle);
 	return err;
@@ -129,7 +131,7 @@ static void vfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	if (!err)
 		err = do_lookup(vfs, parent, name, &e);
-	gate_leave(vfs, req, GATE_LOOKUP, parent, err);
+	gate_leave(vfs, req, GATE_LOOKUP, parent, name, err);
 	if (err == -ENOENT) {
 		/* A negative entry the kernel may cache: every create passes through it. */
 		memset(&e, 0, sizeof(e));
@@ -166,7 +168,7 @@ static void vfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 
 	if (!err)
 		err = do_getattr(vfs, ino, &st);
-	gate_leave(vfs, req, GATE_GETATTR, ino, err);
+	gate_leave(vfs, req, GATE_GETATTR, ino, NULL, err);
 	if (err)
 		reply_err(req, err);
 	else
@@ -185,7 +187,7 @@ static void vfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, in
 
 	if (!err)
 		err = do_setattr(vfs, ino, attr, to_set, &st);
-	gate_leave(vfs, req, GATE_SETATTR, ino, err);
+	gate_leave(vfs, req, GATE_SETATTR, ino, NULL, err);
 	if (err)
 		reply_err(req, err);
 	else
@@ -200,7 +202,7 @@ static void vfs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 	if (!err)
 		err = do_readlink(vfs, ino, target, sizeof(target));
-	gate_leave(vfs, req, GATE_READLINK, ino, err);
+	gate_leave(vfs, req, GATE_READLINK, ino, NULL, err);
 	if (err)
 		reply_err(req, err);
 	else
@@ -216,7 +218,7 @@ static void make_node(fuse_req_t req, enum gate_op op, fuse_ino_t parent, const 
 
 	if (!err)
 		err = do_mknod(vfs, fuse_req_ctx(req), parent, name, mode, rdev, target, &e, NULL);
-	gate_leave(vfs, req, op, parent, err);
+	gate_leave(vfs, req, op, parent, name, err);
 	if (err)
 		reply_err(req, err);
 	else
@@ -247,7 +249,7 @@ static void remove_name(fuse_req_t req, enum gate_op op, fuse_ino_t parent, cons
 
 	if (!err)
 		err = do_unlink(vfs, parent, name, op == GATE_RMDIR);
-	gate_leave(vfs, req, op, parent, err);
+	gate_leave(vfs, req, op, parent, name, err);
 	reply_err(req, err);
 }
 
@@ -274,7 +276,7 @@ static void vfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 	if (!err)
 		err = do_rename(vfs, parent, name, newparent, newname, flags);
-	gate_leave(vfs, req, GATE_RENAME, parent, err);
+	trail_request(vfs, req, GATE_RENAME, parent, name, newparent, newname, err);
 	reply_err(req, err);
 }
 
@@ -292,7 +294,7 @@ static void vfs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 
 	if (!err)
 		err = do_link(vfs, ino, newparent, newname, &e);
-	gate_leave(vfs, req, GATE_LINK, ino, err);
+	trail_request(vfs, req, GATE_LINK, newparent, newname, ino, NULL, err);
 	if (err)
 		reply_err(req, err);
 	else
@@ -320,15 +322,16 @@ static void vfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 			node_put(vfs, node);
 		}
 	}
-	gate_leave(vfs, req, GATE_OPEN, ino, err);
 	if (err) {
+		gate_leave(vfs, req, writes ? GATE_OPEN_WRITE : GATE_OPEN, ino, NULL, err);
 		reply_err(req, err);
 		return;
 	}
+	trail_handle(vfs, req, GATE_OPEN, handle, fi->flags, 0);
 	fi->fh = (uintptr_t)handle;
 	fi->keep_cache = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		release_handle(vfs, handle);  /* interrupted: the kernel will never release it */
+		release_handle(vfs, req, handle);  /* interrupted: never released by the kernel */
 }
 
 static void vfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -353,15 +356,16 @@ static void vfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 			node_put(vfs, node);
 		}
 	}
-	gate_leave(vfs, req, GATE_CREATE, parent, err);
 	if (err) {
+		gate_leave(vfs, req, GATE_CREATE, parent, name, err);
 		reply_err(req, err);
 		return;
 	}
+	trail_handle(vfs, req, GATE_CREATE, handle, fi->flags, 0);
 	fi->fh = (uintptr_t)handle;
 	fi->keep_cache = 1;
 	if (fuse_reply_create(req, &e, fi) == -ENOENT)
-		release_handle(vfs, handle);
+		release_handle(vfs, req, handle);
 }
 
 static void vfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -376,7 +380,9 @@ static void vfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		buf = scratch_get(SCRATCH_REPLY, size ? size : 1);
 		err = buf ? do_read(vfs, handle_of(fi)->node, buf, size, off, &done) : -ENOMEM;
 	}
-	gate_leave(vfs, req, GATE_READ, ino, err);
+	if (!err)
+		__atomic_add_fetch(&handle_of(fi)->bytes_read, done, __ATOMIC_RELAXED);
+	gate_leave(vfs, req, GATE_READ, ino, NULL, err);
 	if (err)
 		reply_err(req, err);
 	else
@@ -393,7 +399,9 @@ static void vfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t
 		err = vfs->read_only ? -EROFS
 				     : do_write(vfs, handle_of(fi)->node, (const uint8_t *)buf, size,
 						off);
-	gate_leave(vfs, req, GATE_WRITE, ino, err);
+	if (!err)
+		__atomic_add_fetch(&handle_of(fi)->bytes_written, size, __ATOMIC_RELAXED);
+	gate_leave(vfs, req, GATE_WRITE, ino, NULL, err);
 	if (err)
 		reply_err(req, err);
 	else
@@ -409,7 +417,7 @@ static void vfs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off
 	if (!err)
 		err = vfs->read_only ? -EROFS
 				     : do_fallocate(vfs, handle_of(fi)->node, mode, offset, length);
-	gate_leave(vfs, req, GATE_WRITE, ino, err);
+	gate_leave(vfs, req, GATE_WRITE, ino, NULL, err);
 	reply_err(req, err);
 }
 
@@ -434,7 +442,7 @@ static void vfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 		err = do_flush(vfs, node);
 	if (!err)
 		refresh_kernel_attributes(vfs, node);
-	gate_leave(vfs, req, GATE_FLUSH, ino, err);
+	gate_leave(vfs, req, GATE_FLUSH, ino, NULL, err);
 	reply_err(req, err);
 }
 
@@ -443,10 +451,12 @@ static void vfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 	struct vfs *vfs = vfs_of(req);
 	int err;
 
-	/* A release is never refused: the handle must go whatever the policy says. */
-	err = release_handle(vfs, handle_of(fi));
-	gate_leave(vfs, req, GATE_RELEASE, ino, err);
-	reply_err(req, err);
+	/* A release is never refused: the handle must go whatever the policy says. Its
+	 * close record is durable before the answer. */
+	(void)ino;
+	err = release_handle(vfs, req, handle_of(fi));
+	int synced = trail_sync(vfs);
+	reply_err(req, err ? err : synced);
 }
 
 static void vfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
@@ -457,7 +467,14 @@ static void vfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 
 	if (!err)
 		err = do_fsync(vfs, handle_of(fi)->node, datasync != 0);
-	gate_leave(vfs, req, GATE_FSYNC, ino, err);
+	if (err)
+		gate_leave(vfs, req, GATE_FSYNC, ino, NULL, err);
+	else
+		trail_handle(vfs, req, GATE_FSYNC, handle_of(fi), 0, 0);
+	/* What fsync returned for is recorded durably before it returns. */
+	int synced = trail_sync(vfs);
+	if (!err)
+		err = synced;
 	reply_err(req, err);
 }
 
@@ -466,7 +483,7 @@ static void vfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 	struct vfs *vfs = vfs_of(req);
 	int err = gate_enter(vfs, req, GATE_OPENDIR, ino, NULL);
 
-	gate_leave(vfs, req, GATE_OPENDIR, ino, err);
+	gate_leave(vfs, req, GATE_OPENDIR, ino, NULL, err);
 	if (err) {
 		reply_err(req, err);
 		return;
@@ -487,7 +504,9 @@ static void list_directory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		buf = (char *)scratch_get(SCRATCH_REPLY, size ? size : 1);
 		err = buf ? do_readdir(vfs, req, ino, size, off, plus, buf, &used) : -ENOMEM;
 	}
-	gate_leave(vfs, req, GATE_READDIR, ino, err);
+	/* One record per listing, not per chunk of it. */
+	if (off == 0 || err)
+		gate_leave(vfs, req, GATE_READDIR, ino, NULL, err);
 	if (err)
 		reply_err(req, err);
 	else
@@ -525,7 +544,7 @@ static void vfs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 	(void)fi;
 	if (!err && !vfs->read_only)
 		err = node_flush_all(vfs);
-	gate_leave(vfs, req, GATE_FSYNC, ino, err);
+	gate_leave(vfs, req, GATE_FSYNC, ino, NULL, err);
 	reply_err(req, err);
 }
 
@@ -537,7 +556,7 @@ static void vfs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 	if (!err)
 		err = do_statfs(vfs, &st);
-	gate_leave(vfs, req, GATE_STATFS, ino, err);
+	gate_leave(vfs, req, GATE_STATFS, ino, NULL, err);
 	if (err)
 		reply_err(req, err);
 	else
@@ -552,7 +571,7 @@ static void vfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 
 	if (!err)
 		err = do_setxattr(vfs, ino, name, value, size, flags);
-	gate_leave(vfs, req, GATE_SETXATTR, ino, err);
+	gate_leave(vfs, req, GATE_SETXATTR, ino, NULL, err);
 	reply_err(req, err);
 }
 
@@ -565,7 +584,7 @@ static void vfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, si
 
 	if (!err)
 		err = do_getxattr(vfs, ino, name, &value, &len);
-	gate_leave(vfs, req, GATE_GETXATTR, ino, err);
+	gate_leave(vfs, req, GATE_GETXATTR, ino, NULL, err);
 	if (err)
 		reply_err(req, err);
 	else if (size == 0)
@@ -591,7 +610,7 @@ static void vfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	}
 	if (!err)
 		err = do_listxattr(vfs, ino, buf, size, &needed);
-	gate_leave(vfs, req, GATE_LISTXATTR, ino, err);
+	gate_leave(vfs, req, GATE_LISTXATTR, ino, NULL, err);
 	if (err)
 		reply_err(req, err);
 	else if (size == 0)
@@ -607,7 +626,7 @@ static void vfs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 	if (!err)
 		err = do_removexattr(vfs, ino, name);
-	gate_leave(vfs, req, GATE_REMOVEXATTR, ino, err);
+	gate_leave(vfs, req, GATE_REMOVEXATTR, ino, NULL, err);
 	reply_err(req, err);
 }
 

@@ -93,6 +93,7 @@ struct vfs {
 	uint8_t *deks[VFS_DEK_CACHE];
 
 	struct vfs_rekey *rekey;       /* rekey.c: NULL until the agent first asks */
+	struct vfs_trail *trail;       /* trail.c: NULL when the mount keeps no audit trail */
 	struct crew *crew;             /* crew.c: NULL on one core */
 
 	pthread_t flusher;
@@ -241,6 +242,8 @@ struct vfs_handle {
 	gid_t groups[GATE_GROUPS_MAX]; /* read only when a grant names a group */
 	size_t group_count;
 	bool writable;                 /* opened O_WRONLY or O_RDWR */
+	uint64_t bytes_read;           /* for the close record (atomic access) */
+	uint64_t bytes_written;
 };
 /* Renaming parent/name to newparent/newname (flags as rename2): -EXDEV when an entry
  * that moves (both, for RENAME_EXCHANGE) is a directory and some path at or below it
@@ -261,8 +264,12 @@ void gate_handle_free(struct vfs_handle *handle);
 /* gate_enter for a request on an open file. -EACCES when the opener's grants no longer
  * allow it or the lease is revoked; -EBADF for a change through a read-only handle. */
 int gate_enter_handle(struct vfs *vfs, enum gate_op op, const struct vfs_handle *handle);
-/* After the work, with its result (0 or -errno). */
-void gate_leave(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino, int result);
+/* After the work, with its result (0 or -errno): the audit record of the request (on
+ * inode ino, or the entry name inside it), see trail.c. */
+void gate_leave(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino,
+		const char *name, int result);
+/* The name of op for records and logs ("lookup", "open"). */
+const char *gate_op_name(enum gate_op op);
 
 /* crew.c: helper threads sharing one request's block encryption. */
 struct crew;
@@ -311,6 +318,31 @@ void lease_stop(struct lease *lease);
 /* Stop renewing and tell the agent the mount is gone. */
 void lease_release(struct lease *lease);
 void lease_access_free(struct vfs_access *access);
+
+/* trail.c: the mount's audit trail (lib/audit.h). Every call is a no-op on a mount
+ * without one. Records never hold a path: a keyed hash and a sealed copy instead. */
+struct vfs_trail;
+/* Open the trail in dir for dataset (NULL: none) and derive the path keys from the
+ * newest key version. 0 or -errno (audit_open's). */
+int trail_open(struct vfs *vfs, const char *dir, const char *dataset);
+/* Write everything, seal, free: what audit_close returns. */
+int trail_close(struct vfs *vfs);
+/* Revocation: the path keys go with the others (records then carry no path). */
+void trail_wipe_keys(struct vfs *vfs);
+/* -EIO while records cannot be written: every access is then refused (fail closed). */
+int trail_ok(struct vfs *vfs);
+/* Every record so far durable: 0 or -errno. */
+int trail_sync(struct vfs *vfs);
+/* A request on inode ino or the entry name in it; rename: the target is name2 in ino2;
+ * link: ino2 is the inode linked. Successes of namespace changes, setattr, xattr changes
+ * and listings are recorded, and every refusal. */
+void trail_request(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino,
+		   const char *name, uint64_t ino2, const char *name2, int result);
+/* open, create (flags), close (byte counts), fsync of an open file, by its opener. */
+void trail_handle(struct vfs *vfs, fuse_req_t req, enum gate_op op,
+		  const struct vfs_handle *handle, int flags, int result);
+/* mount, unmount and lease events, by the daemon itself. */
+void trail_event(struct vfs *vfs, const char *action, const char *detail, int result);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops vaultfs_ops;

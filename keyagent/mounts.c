@@ -88,12 +88,24 @@ int mounts_start(struct keyagent *agent, struct client *client, uint32_t request
 	job = calloc(1, sizeof(*job));
 	if (!job)
 		return -ENOMEM;
-	if (asprintf(&options, "dataset=%s,agent=%s,lease=%llu,mount_uid=%u,mount_gid=%u%s%s",
-		     lease->dataset, agent->config.socket_path, (unsigned long long)lease->id,
-		     (unsigned)lease->uid, (unsigned)lease->gid, read_only ? ",ro" : "",
-		     shared ? ",allow_other" : "") < 0) {
+	if (asprintf(&options, "dataset=%s,agent=%s,lease=%llu,mount_uid=%u,mount_gid=%u%s%s"
+		     "%s%s%s%s", lease->dataset, agent->config.socket_path,
+		     (unsigned long long)lease->id, (unsigned)lease->uid, (unsigned)lease->gid,
+		     read_only ? ",ro" : "", shared ? ",allow_other" : "",
+		     agent->config.audit_root ? ",audit=" : "",
+		     agent->config.audit_root ? agent->config.audit_root : "",
+		     agent->config.audit_root ? "/" : "",
+		     agent->config.audit_root ? lease->dataset : "") < 0) {
 		options = NULL;
 		err = -ENOMEM;
+		goto out_free;
+	}
+	/* The trails live outside the vaults: purging a dataset leaves its trail. */
+	if (agent->config.audit_root && mkdir(agent->config.audit_root, 0700) < 0 &&
+	    errno != EEXIST) {
+		err = -errno;
+		log_error("cannot make the audit root '%s': %s", agent->config.audit_root,
+			  strerror(-err));
 		goto out_free;
 	}
 	if (pipe2(fds, O_CLOEXEC) < 0) {

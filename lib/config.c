@@ -39,6 +39,7 @@ enum agent_key {
 	AGENT_KEK,
 	AGENT_LEASE_TTL,
 	AGENT_VAULTFS,
+	AGENT_AUDIT_ROOT,
 	AGENT_KEY_COUNT,
 };
 
@@ -50,6 +51,7 @@ static const char *const agent_keys[AGENT_KEY_COUNT] = {
 	[AGENT_KEK] = "kek",
 	[AGENT_LEASE_TTL] = "lease_ttl",
 	[AGENT_VAULTFS] = "vaultfs",
+	[AGENT_AUDIT_ROOT] = "audit_root",
 };
 
 static const char *const role_keys[] = {
@@ -430,6 +432,15 @@ static void agent_setting(struct parse *parse, const char *key, const char *valu
 	case AGENT_VAULTFS:
 		set_absolute_path(parse, key, &config->vaultfs_path, value);
 		break;
+	case AGENT_AUDIT_ROOT:
+		/* It goes into a daemon's -o audit=, where a comma would end it. */
+		if (strchr(value, ',')) {
+			note_error(parse, parse->line, "audit_root may not contain a comma: "
+				   "choose another directory");
+			return;
+		}
+		set_absolute_path(parse, key, &config->audit_root, value);
+		break;
 	case AGENT_KEY_COUNT:
 		abort();
 	}
@@ -622,6 +633,7 @@ void config_release(struct config *config)
 	free(config->keystore_path);
 	free(config->data_root);
 	free(config->vaultfs_path);
+	free(config->audit_root);
 	free(config->kek_arg);
 	policy_free(config->policy);
 	memset(config, 0, sizeof(*config));

@@ -13,6 +13,8 @@
  *   lease_ttl = 30                         (seconds, 5..86400)
  *   vaultfs = /usr/bin/vaultfs             (the daemon the agent starts for users'
  *                                           mounts; default: the installed one)
+ *   audit_root = /var/log/vaultfs/audit    (the trails of the mounts it starts, one
+ *                                           directory per dataset; default: none)
  *
  *   [role analysts]
  *   users = alice, 1001                    (names or numeric ids; repeatable)
@@ -47,6 +49,7 @@ struct config {
 	char *kek_arg;
 	unsigned lease_ttl;
 	char *vaultfs_path;      /* NULL: the default */
+	char *audit_root;        /* NULL: mounts the agent starts keep no trail */
 	struct policy *policy;   /* owned */
 };
 

@@ -1,7 +1,8 @@
 /*
  * The cryptographic primitives of vaultfs over libsodium: AES-256-GCM with a precomputed
  * key schedule or XChaCha20-Poly1305, keyed BLAKE2b as the PRF with one fixed table of
- * context strings, sealed values with one-use subkeys, randomness and constant-time hex.
+ * context strings, sealed values with one-use subkeys, SHA-256 for the audit chain,
+ * randomness and constant-time hex.
  */
 #include "lib/crypto.h"
 
@@ -28,6 +29,9 @@ static const char *const context_strings[] = {
 	[CRYPTO_CTX_NAME_HASH] = "vaultfs.v1.name-hash",
 	[CRYPTO_CTX_DIR_HASH] = "vaultfs.v1.dir-hash",
 	[CRYPTO_CTX_KEK_CHECK] = "vaultfs.v1.kek-check",
+	[CRYPTO_CTX_AUDIT_PATH_KEY] = "vaultfs.v1.audit-path-key",
+	[CRYPTO_CTX_AUDIT_PATH_HASH] = "vaultfs.v1.audit-path-hash",
+	[CRYPTO_CTX_AUDIT_PATH_SEAL] = "vaultfs.v1.audit-path-seal",
 };
 _Static_assert(sizeof(context_strings) / sizeof(context_strings[0]) == CRYPTO_CTX_COUNT,
 	       "one context string per enum crypto_context value");
@@ -449,6 +453,13 @@ int crypto_password_key(uint8_t key[CRYPTO_KEY_LEN], const char *password, size_
 		return -ENOMEM;
 	}
 	return 0;
+}
+
+void crypto_sha256(uint8_t out[CRYPTO_SHA256_LEN], const void *in, size_t len)
+{
+	_Static_assert(CRYPTO_SHA256_LEN == crypto_hash_sha256_BYTES, "SHA-256 output length");
+	/* Cannot fail: libsodium's SHA-256 is plain code with no allocation. */
+	crypto_hash_sha256(out, in, len);
 }
 
 void crypto_to_hex(char *hex, size_t hex_len, const uint8_t *bin, size_t bin_len)

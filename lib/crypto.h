@@ -1,9 +1,10 @@
 /*
  * Every cryptographic primitive vaultfs uses, behind one interface: AEAD (AES-256-GCM or
  * XChaCha20-Poly1305), the keyed PRF used for key derivation and name hashing (keyed
- * BLAKE2b), randomness, and hex coding of key files. Only this module and secret.c
- * touch libsodium. The list of KDF contexts below is the complete list: every derived
- * key and keyed hash in the product names one of them (domain separation).
+ * BLAKE2b), plain SHA-256 (the audit trail's chain), randomness, and hex coding of key
+ * files. Only this module and secret.c touch libsodium. The list of KDF contexts below is
+ * the complete list: every derived key and keyed hash in the product names one of them
+ * (domain separation).
  */
 #ifndef VAULTFS_CRYPTO_H
 #define VAULTFS_CRYPTO_H
@@ -37,6 +38,9 @@ enum crypto_context {
 	CRYPTO_CTX_NAME_HASH,    /* keyed hash of (parent, name): directory entry keys */
 	CRYPTO_CTX_DIR_HASH,     /* keyed hash of a directory inode: entry key prefix */
 	CRYPTO_CTX_KEK_CHECK,    /* keystore check value: detects a wrong KEK */
+	CRYPTO_CTX_AUDIT_PATH_KEY,   /* DEK -> key of the paths' keyed hash in audit records */
+	CRYPTO_CTX_AUDIT_PATH_HASH,  /* that keyed hash of a path */
+	CRYPTO_CTX_AUDIT_PATH_SEAL,  /* DEK -> key sealing the paths in audit records */
 	CRYPTO_CTX_COUNT,
 };
 
@@ -140,6 +144,11 @@ int crypto_unseal(uint8_t *m, size_t m_len, const uint8_t *in, size_t in_len,
 int crypto_password_key(uint8_t key[CRYPTO_KEY_LEN], const char *password, size_t len,
 			const uint8_t salt[CRYPTO_PWHASH_SALT_LEN], uint64_t opslimit,
 			size_t memlimit) __attribute__((warn_unused_result));
+
+/* Plain (unkeyed) SHA-256, for the audit trail's hash chain: a format auditors check
+ * with standard tools, where no key may be needed. Never use it to derive a key. */
+#define CRYPTO_SHA256_LEN 32
+void crypto_sha256(uint8_t out[CRYPTO_SHA256_LEN], const void *in, size_t len);
 
 /* Lower-case hex of bin into hex (2*bin_len+1 bytes with the NUL). */
 void crypto_to_hex(char *hex, size_t hex_len, const uint8_t *bin, size_t bin_len);

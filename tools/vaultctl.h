@@ -27,6 +27,7 @@ int cmd_lease(int argc, char *argv[]);
 int cmd_key(int argc, char *argv[]);
 int cmd_kek(int argc, char *argv[]);
 int cmd_rekey(int argc, char *argv[]);
+int cmd_audit(int argc, char *argv[]);
 
 /* Print "vaultctl: <message>" on stderr; returns VAULTCTL_EXIT_ERROR. */
 int vaultctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -273,7 +273,15 @@ static const char *const prf_expected[CRYPTO_CTX_COUNT] = {
 		"240959d6cad274df2b7c72fa93f11de735d2c43d165f85515480fa230b1e4b00",
 	[CRYPTO_CTX_KEK_CHECK] =
 		"fe6300168d8db833023965ac3c27a9a75dba07ab84bbc631055275af3d531a49",
+	[CRYPTO_CTX_AUDIT_PATH_KEY] =
+		"b8f5f54cf9a4acaf2ba124a3d7befd285a94d5988a982e81806c78d6bee7dcda",
+	[CRYPTO_CTX_AUDIT_PATH_HASH] =
+		"1924b5ba44c79d80611d0eb93350b755b36caa2e58d8f31042a186e0e3935282",
+	[CRYPTO_CTX_AUDIT_PATH_SEAL] =
+		"e16d1c2128a673e04373c5c663bbb27457e192f393f58260a8a2320d544b70e1",
 };
+/* Every context has its answer (computed with Python's hashlib.blake2b). */
+_Static_assert(CRYPTO_CTX_COUNT == 11, "a new context needs its known answer above");
 static const char prf_input[] = "vaultfs known answer";
 
 static void prf_key(uint8_t key[CRYPTO_KEY_LEN])
