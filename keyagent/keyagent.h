@@ -109,6 +109,7 @@ struct client;
 struct rekey_job;
 struct keysource;
 struct mount_job;
+struct audit_trail;
 
 struct keyagent {
 	const char *config_path;
@@ -126,6 +127,7 @@ struct keyagent {
 	int rekey_wake_fd;              /* eventfd: an offline worker finished (made by
 					   server_listen, closed by server_close) */
 	struct mount_job *mount_jobs;   /* daemons started for users (mounts.c) */
+	struct audit_trail *trail;      /* agent_trail.c: NULL without audit_root */
 	bool stopping;
 };
 
@@ -223,6 +225,21 @@ void rekey_jobs_check(struct keyagent *agent);
 void rekey_job_stop(struct keyagent *agent, const char *dataset, const char *why);
 /* Agent shutdown: stop every worker (each run returns -ECANCELED), join, free all. */
 void rekey_jobs_clear(struct keyagent *agent);
+
+/*
+ * agent_trail.c: the agent's own audit trail in AUDIT_ROOT/@agent (no trail without
+ * audit_root). Open after any fork: it runs a writer thread.
+ */
+int agent_trail_open(struct keyagent *agent) __attribute__((warn_unused_result));
+/* Everything written, sealed: 0 or -errno. */
+int agent_trail_close(struct keyagent *agent);
+/* -EIO while records cannot be written (every request but status is then refused). */
+int agent_trail_ok(const struct keyagent *agent);
+/* start, stop, a reload on SIGHUP: with the policy file's SHA-256. */
+void agent_trail_event(struct keyagent *agent, const char *action, int result);
+/* One request and its result (renewals, status and listings are not recorded). */
+void agent_trail_request(struct keyagent *agent, const struct peer *peer,
+			 const struct protocol_message *request, const char *dataset, int result);
 
 /* requests.c: answer one decoded request from client into reply (PROTOCOL_OK or
  * PROTOCOL_ERROR), logging it as one line. Returns the result (0 or -errno), or

@@ -240,7 +240,8 @@ void keyagent_signal(struct keyagent *agent, int signo)
 
 	switch (signo) {
 	case SIGHUP:
-		(void)keyagent_reload(agent, why, sizeof(why));
+		agent_trail_event(agent, "policy-reload-sighup",
+				  keyagent_reload(agent, why, sizeof(why)));
 		break;
 	case SIGCHLD:
 		mounts_reap(agent);
@@ -422,6 +423,10 @@ int main(int argc, char **argv)
 	if (agent.config.kek_source != CONFIG_KEK_PASSPHRASE &&
 	    (err = unseal_from_file(&agent)) != 0)
 		goto out_keystore;
+	/* After any fork (the trail has a writer thread), before the first request. */
+	if ((err = agent_trail_open(&agent)) != 0)
+		goto out_keystore;
+	agent_trail_event(&agent, "agent-start", 0);
 	if ((err = server_listen(&agent)) != 0)
 		goto out_keystore;
 	/* Written once the agent answers, by the process that serves: its pid is final. */
@@ -443,6 +448,13 @@ int main(int argc, char **argv)
 out_server:
 	server_close(&agent);
 out_keystore:
+	if (agent.trail) {
+		agent_trail_event(&agent, "agent-stop", err);
+		if (agent_trail_close(&agent) != 0) {
+			log_error("the agent's audit trail could not be written to the end");
+			err = err ? err : -EIO;
+		}
+	}
 	leases_clear(&agent.leases);
 	kek_free(agent.kek);
 	keystore_close(agent.keystore);

@@ -174,6 +174,10 @@ static void daemon_message(const struct mount_job *job, char *out, size_t len)
 static void answer(struct keyagent *agent, struct mount_job *job, int err, const char *text)
 {
 	struct protocol_message reply = { .id = job->request_id };
+	struct protocol_message request = { .type = PROTOCOL_MOUNT, .lease_id = job->lease_id };
+	struct peer who = { .uid = job->uid, .gid = (gid_t)-1, .pid = job->pid };
+
+	agent_trail_request(agent, &who, &request, job->dataset, err);
 
 	if (!job->client)
 		return;

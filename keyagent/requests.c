@@ -1079,6 +1079,12 @@ int requests_handle(struct keyagent *agent, struct client *client, const struct 
 
 	memset(reply, 0, sizeof(*reply));
 	reply->type = PROTOCOL_OK;
+	/* Nothing is done that the trail cannot record. */
+	if (request->type != PROTOCOL_STATUS && agent_trail_ok(agent)) {
+		err = fail(&r, -EIO, "the agent's audit trail cannot be written: see the "
+			   "system log");
+		goto out_answer;
+	}
 	switch (request->type) {
 	case PROTOCOL_UNLOCK: err = do_unlock(&r); break;
 	case PROTOCOL_STATUS: err = do_status(&r); break;
@@ -1101,6 +1107,10 @@ int requests_handle(struct keyagent *agent, struct client *client, const struct 
 		err = fail(&r, -EOPNOTSUPP, "not a request the agent answers");
 		break;
 	}
+out_answer:
+	/* A mount's outcome is recorded when the daemon has mounted or failed. */
+	if (err != -EINPROGRESS)
+		agent_trail_request(agent, peer, request, r.dataset, err);
 	if (err && err != -EINPROGRESS) {
 		/* Nothing of a refused answer is sent but its error and text. */
 		struct protocol_message failure = { .type = PROTOCOL_ERROR, .error = err };

@@ -29,6 +29,7 @@
 
 #include "keyagent/keyagent.h"
 #include "lib/agent.h"
+#include "lib/audit.h"
 #include "lib/bytes.h"
 #include "lib/crypto.h"
 #include "lib/keysource.h"
@@ -79,6 +80,9 @@ static void path_in(char *out, size_t len, const char *name)
 }
 
 /* The configuration: [agent] for this test's directory, then roles. */
+/* Extra [agent] settings of the next write_config (a test sets them). */
+static char agent_extra[256];
+
 static void write_config(const char *kek, const char *roles)
 {
 	FILE *f = fopen(config_path, "w");
@@ -91,7 +95,8 @@ static void write_config(const char *kek, const char *roles)
 		"data_root = %s/vaults\n"
 		"kek = %s\n"
 		"lease_ttl = 5\n"
-		"\n%s", socket_path, SOCKET_GID, dir, dir, kek, roles);
+		"%s"
+		"\n%s", socket_path, SOCKET_GID, dir, dir, kek, agent_extra, roles);
 	ck_assert_int_eq(fclose(f), 0);
 	ck_assert_int_eq(chmod(config_path, 0644), 0);
 }
@@ -142,7 +147,15 @@ static void stop_agent(void)
 
 static void teardown(void)
 {
+	char command[256];
+
 	stop_agent();
+	agent_extra[0] = '\0';
+	/* Sealed trail segments are immutable where the file system allows. */
+	snprintf(command, sizeof(command), "chattr -R -i -a %s 2>/dev/null", dir);
+	if (system(command) != 0) {
+		/* nothing to clear */
+	}
 	nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
@@ -612,6 +625,96 @@ START_TEST(test_shred)
 	protocol_message_release(&reply);
 	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
 	protocol_message_release(&reply);
+}
+END_TEST
+
+/* Every segment of the trail in trail_dir, concatenated (malloc'd). */
+static char *read_trail(const char *trail_dir)
+{
+	char command[256], *text = NULL;
+	size_t len = 0;
+	FILE *pipe, *mem;
+	char buf[4096];
+	size_t n;
+
+	snprintf(command, sizeof(command), "cat %s/seg-*.jsonl", trail_dir);
+	pipe = popen(command, "r");
+	ck_assert_ptr_nonnull(pipe);
+	mem = open_memstream(&text, &len);
+	while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0)
+		fwrite(buf, 1, n, mem);
+	pclose(pipe);
+	fclose(mem);
+	return text;
+}
+
+/* The record of action by uid with result, in text (NULL when none). */
+static const char *find_record(const char *text, const char *action, unsigned uid,
+			       const char *result)
+{
+	char want_action[64], want_uid[32], last_uid[32], want_result[48];
+
+	snprintf(want_action, sizeof(want_action), "\"action\":\"%s\"", action);
+	/* Keys are sorted: uid comes last, or before another key. */
+	snprintf(want_uid, sizeof(want_uid), "\"uid\":%u,", uid);
+	snprintf(last_uid, sizeof(last_uid), "\"uid\":%u}", uid);
+	snprintf(want_result, sizeof(want_result), "\"result\":\"%s\"", result);
+	for (const char *line = text; line && *line;) {
+		const char *end = strchr(line, '\n');
+		size_t len = end ? (size_t)(end - line) : strlen(line);
+		if (memmem(line, len, want_action, strlen(want_action)) &&
+		    (memmem(line, len, want_uid, strlen(want_uid)) ||
+		     memmem(line, len, last_uid, strlen(last_uid))) &&
+		    memmem(line, len, want_result, strlen(want_result)))
+			return line;
+		line = end ? end + 1 : NULL;
+	}
+	return NULL;
+}
+
+/*
+ * With audit_root set the agent keeps its own trail: its start and stop, and every
+ * request that changes something or releases keys, refused or not, with who asked.
+ */
+START_TEST(test_agent_trail)
+{
+	char trail_dir[160], roles[1024];
+	struct protocol_message reply;
+	struct audit_verdict verdict;
+
+	snprintf(agent_extra, sizeof(agent_extra), "audit_root = %s/audit\n", dir);
+	snprintf(roles, sizeof(roles), "%s", base_roles);
+	write_keyfile_config(roles);
+	start_agent();
+	create_dataset("cardio");
+	ck_assert_int_eq(call(PROTOCOL_LEASE, "cardio", &reply), 0);
+	protocol_message_release(&reply);
+	ck_assert_int_eq(simple_as(NOBODY_UID, PROTOCOL_LEASE, "cardio").err, -EACCES);
+	ck_assert_int_eq(call(PROTOCOL_REVOKE, "cardio", &reply), 0);
+	protocol_message_release(&reply);
+	ck_assert_int_eq(call(PROTOCOL_POLICY_RELOAD, NULL, &reply), 0);
+	protocol_message_release(&reply);
+	/* Status and listings are not events. */
+	ck_assert_int_eq(call(PROTOCOL_DATASET_LIST, NULL, &reply), 0);
+	protocol_message_release(&reply);
+	stop_agent();
+
+	snprintf(trail_dir, sizeof(trail_dir), "%s/audit/@agent", dir);
+	ck_assert_int_eq(audit_verify(trail_dir, &verdict), 0);
+	char *text = read_trail(trail_dir);
+	ck_assert_ptr_nonnull(find_record(text, "agent-start", 0, "ok"));
+	ck_assert_ptr_nonnull(find_record(text, "dataset-create", 0, "ok"));
+	ck_assert_ptr_nonnull(find_record(text, "lease", 0, "ok"));
+	ck_assert_ptr_nonnull(find_record(text, "lease", NOBODY_UID, "EACCES"));
+	ck_assert_ptr_nonnull(find_record(text, "revoke", 0, "ok"));
+	const char *reload = find_record(text, "policy-reload", 0, "ok");
+	ck_assert_ptr_nonnull(reload);
+	ck_assert_ptr_nonnull(strstr(reload, "\"policy_sha256\":\""));
+	ck_assert_ptr_nonnull(find_record(text, "agent-stop", 0, "ok"));
+	ck_assert_ptr_null(strstr(text, "dataset-list"));
+	ck_assert_ptr_null(strstr(text, kek_hex));
+	ck_assert_uint_eq(verdict.records, 7);  /* start, create, 2 leases, revoke, reload, stop */
+	free(text);
 }
 END_TEST
 
@@ -1351,6 +1454,7 @@ int main(void)
 	tcase_add_test(tc, test_shred);
 	tcase_add_test(tc, test_policy_reload);
 	tcase_add_test(tc, test_users_never_get_keys);
+	tcase_add_test(tc, test_agent_trail);
 	tcase_add_test(tc, test_sighup_reload);
 	tcase_add_test(tc, test_malformed_frames);
 	tcase_add_test(tc, test_passphrase);
