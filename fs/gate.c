@@ -85,6 +85,20 @@ static bool enough(enum need need, enum policy_mode mode)
 	return need == NEED_WRITE ? mode == POLICY_RW : mode != POLICY_NONE;
 }
 
+/* What every request meets before the policy: 0 to let it through (it needs nothing,
+ * or the mount has no policy), -EIO while the trail cannot record it (nothing is done
+ * unrecorded), -EACCES once the lease is revoked, 1 to go on to the grants. */
+static int first_checks(struct vfs *vfs, enum need need)
+{
+	if (need == NEED_NOTHING)
+		return 0;
+	if (trail_ok(vfs))
+		return -EIO;
+	if (!vfs->access)
+		return 0;
+	return revoked(vfs->access) ? -EACCES : 1;
+}
+
 /* Whether the target of the request is (or will be) a directory. */
 static bool targets_directory(struct vfs *vfs, enum gate_op op, uint64_t ino, const char *name)
 {
@@ -144,16 +158,10 @@ int gate_enter(struct vfs *vfs, fuse_req_t req, enum gate_op op, uint64_t ino,
 	struct vfs_access *access = vfs->access;
 	enum need need = need_of(op);
 	gid_t groups[GATE_GROUPS_MAX];
+	int first = first_checks(vfs, need);
 
-	if (need == NEED_NOTHING)
-		return 0;
-	/* Nothing is done that the trail cannot record. */
-	if (trail_ok(vfs))
-		return -EIO;
-	if (!access)
-		return 0;
-	if (revoked(access))
-		return -EACCES;
+	if (first <= 0)
+		return first;
 
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct policy_principal who = { ctx->uid, ctx->gid, NULL, 0 };
@@ -200,18 +208,13 @@ int gate_enter_handle(struct vfs *vfs, enum gate_op op, const struct vfs_handle 
 	struct vfs_access *access = vfs->access;
 	enum need need = need_of(op);
 
-	if (need == NEED_NOTHING)
-		return 0;
 	/* The kernel only writes through a handle opened for writing; anything else on a
 	 * read-only handle is not the kernel's doing. */
 	if (need == NEED_WRITE && !handle->writable)
 		return -EBADF;
-	if (trail_ok(vfs))
-		return -EIO;
-	if (!access)
-		return 0;
-	if (revoked(access))
-		return -EACCES;
+	int first = first_checks(vfs, need);
+	if (first <= 0)
+		return first;
 	struct policy_principal who = {
 		handle->uid, handle->gid, handle->groups, handle->group_count,
 	};

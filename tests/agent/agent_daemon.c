@@ -53,6 +53,13 @@ static char log_path[128];
 static char kek_hex[2 * CRYPTO_KEY_LEN + 1];
 static pid_t agent_pid = -1;
 
+#define KEYS_ROLE                                                                       \
+	"[role keys]\n"                                                                  \
+	"users = 1001\n"                                                                 \
+	"admin = cardio rotate retire shred\n"                                           \
+	"admin = scratch shred\n"                                                        \
+	"admin = * kek\n"
+
 static const char base_roles[] =
 	"[role data]\n"
 	"users = 0\n"
@@ -60,11 +67,7 @@ static const char base_roles[] =
 	"grant = scratch rw\n"
 	"admin = * create revoke reload\n"
 	"\n"
-	"[role keys]\n"
-	"users = 1001\n"
-	"admin = cardio rotate retire shred\n"
-	"admin = scratch shred\n"
-	"admin = * kek\n";
+	KEYS_ROLE;
 
 static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
@@ -729,11 +732,7 @@ static const char roles_without_root_grant[] =
 	"users = 0\n"
 	"admin = * create revoke reload\n"
 	"\n"
-	"[role keys]\n"
-	"users = 1001\n"
-	"admin = cardio rotate retire shred\n"
-	"admin = scratch shred\n"
-	"admin = * kek\n";
+	KEYS_ROLE;
 
 /*
  * A user with a data role (uid 1000, ro after the reload) and one with none (1002)
