@@ -320,12 +320,10 @@ void trail_handle(struct vfs *vfs, fuse_req_t req, enum gate_op op,
 		return;
 	audit_record_init(&r, action_of(op));
 	add_where(t, &r);
-	/* Who opened it: a close or an fsync may come from the kernel. */
+	/* Who opened it: a close or an fsync may come from the kernel, on the opener's
+	 * behalf (whose process may be gone by then: no comm or exe). */
 	if (handle) {
-		add_who(&r, handle->uid, handle->gid, op == GATE_OPEN || op == GATE_CREATE ||
-			op == GATE_OPEN_WRITE ? handle->pid : 0);
-		if (op != GATE_OPEN && op != GATE_CREATE && op != GATE_OPEN_WRITE)
-			audit_add_i64(&r, "opener_pid", handle->pid);
+		add_who(&r, handle->uid, handle->gid, handle->pid);
 		add_object(&r, vfs, handle->node->ino);
 		path = node_path(vfs, handle->node->ino, NULL);
 		add_path(t, &r, "path_hash", "path_sealed", path);
