@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "lib/audit.h"
+#include "lib/clock.h"
 #include "lib/crypto.h"
 #include "lib/keysource.h"
 #include "lib/log.h"
@@ -187,9 +188,44 @@ static void proc_text(pid_t pid, const char *name, char *out, size_t len)
 	out[strcspn(out, "\n")] = '\0';
 }
 
+/*
+ * A process's name and executable, looked up once a second at most: a job opening
+ * thousands of files would otherwise pay four system calls per record. A pid reused
+ * within that second could be named after its predecessor.
+ */
+#define PROCESS_CACHE_SIZE 32
+#define PROCESS_CACHE_MS 1000
+
+struct process_names {
+	pid_t pid;
+	struct timespec looked_up;   /* CLOCK_MONOTONIC */
+	char comm[PROC_TEXT_MAX];
+	char exe[PROC_TEXT_MAX];
+};
+
+static struct process_names process_cache[PROCESS_CACHE_SIZE];
+static pthread_mutex_t process_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void process_names(pid_t pid, char comm[PROC_TEXT_MAX], char exe[PROC_TEXT_MAX])
+{
+	struct process_names *entry = &process_cache[(unsigned)pid % PROCESS_CACHE_SIZE];
+
+	pthread_mutex_lock(&process_cache_lock);
+	if (entry->pid != pid || clock_ms_since(CLOCK_MONOTONIC, &entry->looked_up) >=
+				 PROCESS_CACHE_MS) {
+		entry->pid = pid;
+		clock_gettime(CLOCK_MONOTONIC, &entry->looked_up);
+		proc_text(pid, "comm", entry->comm, sizeof(entry->comm));
+		proc_text(pid, "exe", entry->exe, sizeof(entry->exe));
+	}
+	memcpy(comm, entry->comm, PROC_TEXT_MAX);
+	memcpy(exe, entry->exe, PROC_TEXT_MAX);
+	pthread_mutex_unlock(&process_cache_lock);
+}
+
 static void add_who(struct audit_record *r, uid_t uid, gid_t gid, pid_t pid)
 {
-	char text[PROC_TEXT_MAX];
+	char comm[PROC_TEXT_MAX], exe[PROC_TEXT_MAX];
 
 	audit_add_u64(r, "uid", uid);
 	audit_add_u64(r, "gid", gid);
@@ -198,12 +234,11 @@ static void add_who(struct audit_record *r, uid_t uid, gid_t gid, pid_t pid)
 		audit_add_text(r, "comm", "kernel");  /* writeback, readahead */
 		return;
 	}
-	proc_text(pid, "comm", text, sizeof(text));
-	if (text[0])
-		audit_add_text(r, "comm", text);
-	proc_text(pid, "exe", text, sizeof(text));
-	if (text[0])
-		audit_add_text(r, "exe", text);
+	process_names(pid, comm, exe);
+	if (comm[0])
+		audit_add_text(r, "comm", comm);
+	if (exe[0])
+		audit_add_text(r, "exe", exe);
 }
 
 static void add_where(struct vfs_trail *t, struct audit_record *r)

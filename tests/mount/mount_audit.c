@@ -158,6 +158,8 @@ START_TEST(test_workload_recorded_in_order)
 	size_t len;
 	char *text = trail_text(&len);
 	ck_assert_ptr_nonnull(strstr(text, "\"uid\":0"));
+	ck_assert_ptr_nonnull(strstr(text, "\"comm\":\"mount_audit\""));
+	ck_assert_ptr_nonnull(strstr(text, "\"exe\":\"/"));
 	ck_assert_ptr_nonnull(strstr(text, "\"result\":\"ok\""));
 	ck_assert_ptr_nonnull(strstr(text, "\"path_hash\":\""));
 	ck_assert_ptr_nonnull(strstr(text, "\"bytes_written\":"));
