@@ -7,13 +7,16 @@
 #define VAULTFS_TESTS_HARNESS_H
 
 #include <check.h>
+#include <errno.h>
 #include <dirent.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static inline int harness_run(Suite *suite)
 {
@@ -77,6 +80,28 @@ static inline bool harness_dir_contains(const char *dir, const void *needle, siz
 	}
 	closedir(d);
 	return found;
+}
+
+/*
+ * A tmpfs of size ("64k", "40m") mounted nowhere: fsopen() and fsmount() make a detached
+ * mount, reached only through the descriptor returned. Nothing can be left mounted, even
+ * by a test that dies, and neither a mount namespace nor a "/" that is a mount point (a
+ * chroot lacks one) is needed. Returns the descriptor, or -errno when this process may
+ * not make one (no CAP_SYS_ADMIN, as in an unprivileged container).
+ */
+static inline int harness_detached_tmpfs(const char *size)
+{
+	int fs, mnt;
+
+	fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+	if (fs < 0)
+		return -errno;
+	ck_assert_int_eq(fsconfig(fs, FSCONFIG_SET_STRING, "size", size, 0), 0);
+	ck_assert_int_eq(fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0), 0);
+	mnt = fsmount(fs, FSMOUNT_CLOEXEC, 0);
+	ck_assert_msg(mnt >= 0, "fsmount: %s", strerror(errno));
+	close(fs);
+	return mnt;
 }
 
 #endif

@@ -1040,25 +1040,6 @@ END_TEST
 
 /* Failing closed ---------------------------------------------------------------------- */
 
-/*
- * A 64 KiB tmpfs mounted nowhere (fsopen/fsmount: nothing can stay mounted, even if the
- * test dies). Returns its descriptor, or -errno when this process may not make one.
- */
-static int detached_tmpfs(void)
-{
-	int fs, mnt;
-
-	fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
-	if (fs < 0)
-		return -errno;
-	ck_assert_int_eq(fsconfig(fs, FSCONFIG_SET_STRING, "size", "64k", 0), 0);
-	ck_assert_int_eq(fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0), 0);
-	mnt = fsmount(fs, FSMOUNT_CLOEXEC, 0);
-	ck_assert_msg(mnt >= 0, "fsmount: %s", strerror(errno));
-	close(fs);
-	return mnt;
-}
-
 /* Write path until the file system is full. */
 static void fill_disk(const char *path)
 {
@@ -1079,7 +1060,7 @@ static void fill_disk(const char *path)
  * may not make one. */
 static bool enter_small_disk(int *small, int *cwd)
 {
-	*small = detached_tmpfs();
+	*small = harness_detached_tmpfs("64k");
 	if (*small == -EPERM || *small == -ENOSYS) {
 		fprintf(stderr, "skip: making a small tmpfs needs CAP_SYS_ADMIN: %s\n",
 			strerror(-*small));

@@ -546,28 +546,6 @@ static void fill_disk(const char *path)
 	close(fd);
 }
 
-/*
- * A 40 MiB tmpfs that is mounted nowhere: fsopen() and fsmount() make a detached mount,
- * reached only through the descriptor returned. Nothing can be left mounted, even by a
- * test that dies, and neither a mount namespace nor a "/" that is a mount point (a chroot
- * lacks one) is needed. Returns the descriptor, or -errno when this process may not
- * make one (no CAP_SYS_ADMIN, as in an unprivileged container).
- */
-static int detached_tmpfs(void)
-{
-	int fs, mnt;
-
-	fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
-	if (fs < 0)
-		return -errno;
-	ck_assert_int_eq(fsconfig(fs, FSCONFIG_SET_STRING, "size", "40m", 0), 0);
-	ck_assert_int_eq(fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0), 0);
-	mnt = fsmount(fs, FSMOUNT_CLOEXEC, 0);
-	ck_assert_msg(mnt >= 0, "fsmount: %s", strerror(errno));
-	close(fs);
-	return mnt;
-}
-
 /* On a full disk a write is -ENOSPC, not a SIGBUS through the writable map that ends the
  * process; the store reads and reopens meanwhile, and writes again once there is room.
  * In a detached tmpfs, worked in as the current directory (paths through /proc would
@@ -577,7 +555,7 @@ START_TEST(test_disk_full)
 	struct store *store;
 	int ret = 0, i, small, cwd;
 
-	small = detached_tmpfs();
+	small = harness_detached_tmpfs("40m");
 	if (small == -EPERM || small == -ENOSYS) {
 		fprintf(stderr, "skip %s: making a small tmpfs needs CAP_SYS_ADMIN: %s\n", __func__,
 			strerror(-small));
