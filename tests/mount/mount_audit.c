@@ -280,6 +280,28 @@ static void unseal_trail(void)
 	}
 }
 
+/* A trail directory that is a link is refused, and nothing is mounted. */
+START_TEST(test_trail_directory_link_refused)
+{
+	char real[PATH_MAX], link_path[PATH_MAX], options[PATH_MAX + 256], output[PATH_MAX];
+
+	fixture_create(&fx, NULL, false);
+	snprintf(real, sizeof(real), "%s/real-trail", fx.root);
+	snprintf(link_path, sizeof(link_path), "%s/trail-link", fx.root);
+	snprintf(output, sizeof(output), "%s/refused.txt", fx.root);
+	ck_assert_int_eq(mkdir(real, 0700), 0);
+	ck_assert_int_eq(symlink(real, link_path), 0);
+	snprintf(options, sizeof(options), "keyfile=%s,audit=%s", fx.key, link_path);
+	const char *argv[] = { fixture_binary("VAULTFS"), "-f", "-o", options, fx.vault, fx.mnt,
+			       NULL };
+	ck_assert_int_eq(fixture_spawn(argv, output, 30000), 1);
+	char *said = fixture_read_text(output, NULL);
+	ck_assert_msg(said && strstr(said, "cannot open the audit trail") != NULL, "%s", said);
+	free(said);
+	ck_assert(!fixture_is_mount(fx.mnt));
+}
+END_TEST
+
 static void teardown(void)
 {
 	unseal_trail();
@@ -297,6 +319,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_workload_recorded_in_order);
 	tcase_add_test(tc, test_full_audit_disk_fails_closed);
+	tcase_add_test(tc, test_trail_directory_link_refused);
 	suite_add_tcase(suite, tc);
 	return harness_run(suite);
 }

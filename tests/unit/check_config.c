@@ -268,6 +268,12 @@ START_TEST(test_agent_errors)
 	expect_error(AGENT "colour = blue\n", AGENT_LINES + 1,
 		     "unknown key 'colour' in [agent]: known keys are socket, socket_group");
 	expect_error("[agent]\nsocket = run/agent.sock\n", 2, "socket must be an absolute path");
+	expect_error(AGENT "audit_root = /var/log/a,b\n", AGENT_LINES + 1,
+		     "audit_root may not contain a comma");
+	expect_error(AGENT "audit_root = log/audit\n", AGENT_LINES + 1,
+		     "audit_root must be an absolute path");
+	expect_error(AGENT "vaultfs = vaultfs\n", AGENT_LINES + 1,
+		     "vaultfs must be an absolute path");
 	expect_error("[agent]\nkeystore = ./ks\n", 2, "keystore must be an absolute path");
 	expect_error("[agent]\nkek = keyfile:kek.key\n", 2, "must be an absolute path");
 	expect_error("[agent]\nkek = credential:../x\n", 2, "bad credential name");
